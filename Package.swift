@@ -1,0 +1,34 @@
+// swift-tools-version:5.9
+// Switchyard: a PostgreSQL read/write-splitting proxy on libevent.
+// Modules depend one way: PGWire <- ProxyCore <- ProxyIO <- switchyard. Only ProxyIO imports C.
+import PackageDescription
+
+let package = Package(
+    name: "Switchyard",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "switchyard", targets: ["switchyard"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CLibevent", pkgConfig: "libevent", providers: [.apt(["libevent-dev"])]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CLibpq", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        .target(name: "PGWire"),
+        .target(name: "ProxyCore", dependencies: ["PGWire"]),
+        .target(name: "ProxyIO", dependencies: [
+            "ProxyCore", "PGWire", "CLibevent", "COpenSSL", "CLibpq",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "switchyard", dependencies: [
+            "ProxyIO", "ProxyCore",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .testTarget(name: "PGWireTests", dependencies: ["PGWire"]),
+        .testTarget(name: "ProxyCoreTests", dependencies: ["ProxyCore", "PGWire", "ProxyIO"]),
+    ]
+)

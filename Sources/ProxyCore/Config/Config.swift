@@ -1,0 +1,156 @@
+// The parsed proxy.conf: settings for [proxy], the backends ([primary], [replica.NAME]) and per-user overrides.
+// Defaults live here; keys, parsing and docs live in the one table in ConfigKeys.swift.
+
+/// How long a server connection stays bound to a client.
+public enum PoolMode: String, CaseIterable, Sendable {
+    case session
+    case transaction
+}
+
+/// How clients authenticate to the proxy.
+public enum AuthType: String, CaseIterable, Sendable {
+    case trust
+    case md5
+    case scramSHA256 = "scram-sha-256"
+}
+
+/// Minimum severity that is logged.
+public enum LogLevel: String, CaseIterable, Sendable {
+    case trace, debug, info, notice, warning, error, critical
+}
+
+/// Whether a backend takes writes (primary) or only reads (replica).
+public enum BackendRole: String, Sendable {
+    case primary
+    case replica
+}
+
+/// One Postgres server the proxy connects to.
+public struct BackendConfig: Equatable, Sendable {
+    /// "primary" for the primary; NAME for `[replica.NAME]`.
+    public var name: String
+    public var role: BackendRole
+    public var host: String
+    public var port: Int
+    /// Relative share of read traffic; 0 takes none.
+    public var weight: Int
+
+    public init(name: String, role: BackendRole, host: String = "127.0.0.1", port: Int = 5432, weight: Int = 1) {
+        self.name = name
+        self.role = role
+        self.host = host
+        self.port = port
+        self.weight = weight
+    }
+}
+
+/// Per-user overrides from `[user.NAME]`; nil means "use the [proxy] value".
+public struct UserConfig: Equatable, Sendable {
+    public var name: String
+    public var poolMode: PoolMode?
+    public var poolSize: Int?
+
+    public init(name: String, poolMode: PoolMode? = nil, poolSize: Int? = nil) {
+        self.name = name
+        self.poolMode = poolMode
+        self.poolSize = poolSize
+    }
+}
+
+/// Everything in the `[proxy]` section, with its defaults.
+public struct ProxySettings: Equatable, Sendable {
+    public var listenAddr: String = "127.0.0.1"
+    public var listenPort: Int = 6432
+    public var poolMode: PoolMode = .session
+    public var authType: AuthType = .scramSHA256
+    /// Absolute path (resolved against the config file's folder).
+    public var authFile: String? = nil
+    public var defaultPoolSize: Int = 20
+    public var maxClientConn: Int = 10000
+    /// Sent to a server connection before it goes back to the pool; "" sends nothing.
+    public var serverResetQuery: String = "DISCARD ALL"
+    public var adminUsers: [String] = []
+    public var statsUsers: [String] = []
+    public var logLevel: LogLevel = .info
+    /// Seconds.
+    public var serverConnectTimeout: Double = 15
+    /// Seconds.
+    public var clientLoginTimeout: Double = 60
+    /// Seconds; 0 turns it off.
+    public var queryWaitTimeout: Double = 120
+    /// Bytes.
+    public var maxPacketSize: Int = 1 << 30
+    /// Event-loop threads.
+    public var workers: Int = 1
+    /// Absolute path (resolved against the config file's folder).
+    public var pidFile: String? = nil
+
+    public init() {}
+}
+
+/// The whole configuration.
+public struct Config: Equatable, Sendable {
+    public var proxy: ProxySettings
+    public var primary: BackendConfig
+    /// In file order.
+    public var replicas: [BackendConfig]
+    /// Keyed by user name.
+    public var users: [String: UserConfig]
+    /// The file it came from (set by `ConfigParser.load`).
+    public var path: String?
+
+    /// All defaults, primary at 127.0.0.1:5432, no replicas.
+    public init() {
+        proxy = ProxySettings()
+        primary = BackendConfig(name: "primary", role: .primary)
+        replicas = []
+        users = [:]
+        path = nil
+    }
+
+    /// The pool mode for `user`: its `[user.NAME]` override or the `[proxy]` value.
+    public func poolMode(forUser user: String) -> PoolMode {
+        users[user]?.poolMode ?? proxy.poolMode
+    }
+
+    /// The pool size for `user`: its `[user.NAME]` override or `default_pool_size`.
+    public func poolSize(forUser user: String) -> Int {
+        users[user]?.poolSize ?? proxy.defaultPoolSize
+    }
+
+    /// The primary followed by the replicas.
+    public var backends: [BackendConfig] { [primary] + replicas }
+}
+
+/// One problem in a config file, e.g. `proxy.conf:12: [proxy] listen_port: expected an integer from 1 to 65535, got 'abc'`.
+public struct ConfigError: Error, Equatable, CustomStringConvertible, Sendable {
+    public var file: String
+    /// 1-based; nil when the problem is not on one line (missing file, missing section).
+    public var line: Int?
+    public var message: String
+
+    public init(file: String, line: Int?, message: String) {
+        self.file = file
+        self.line = line
+        self.message = message
+    }
+
+    public var description: String {
+        if let line { return "\(file):\(line): \(message)" }
+        return "\(file): \(message)"
+    }
+}
+
+/// Every problem found in a config file, in line order.
+public struct ConfigErrors: Error, Equatable, CustomStringConvertible, Sendable {
+    public var errors: [ConfigError]
+
+    public init(errors: [ConfigError]) {
+        self.errors = errors
+    }
+
+    /// One error per line.
+    public var description: String {
+        errors.map(\.description).joined(separator: "\n")
+    }
+}

@@ -1,0 +1,189 @@
+// THE config key table: every proxy.conf key, its type, default, doc and setter, in one place.
+// The parser, the README reference (`markdownReference`) and SHOW CONFIG (`currentValues`) all read it.
+
+/// Which kind of section a key belongs to.
+public enum ConfigSection: String, Sendable {
+    /// `[proxy]`
+    case proxy
+    /// `[primary]` and `[replica.NAME]`
+    case backend
+    /// `[user.NAME]`
+    case user
+
+    /// How the section is written in a file, for docs.
+    public var heading: String {
+        switch self {
+        case .proxy: return "[proxy]"
+        case .backend: return "[primary], [replica.NAME]"
+        case .user: return "[user.NAME]"
+        }
+    }
+}
+
+/// One key: its name, type, default and doc, plus the closure that parses a raw value into its field.
+public struct ConfigKey: Sendable {
+    public let section: ConfigSection
+    public let name: String
+    /// "integer", "duration", "size", "string", "path", "enum: a|b", "list".
+    public let kind: String
+    /// The default as it would be written in the file; "(required)" for keys without one.
+    public let defaultValue: String
+    public let doc: String
+    /// True when the key must be present in its section (backend `host`).
+    public let isRequired: Bool
+    /// Where the parsed value goes.
+    let binding: Binding
+
+    /// A setter for one section's struct; it throws when the raw value does not fit.
+    enum Binding: Sendable {
+        case proxy(
+            apply: @Sendable (inout ProxySettings, String, ConfigValueContext) throws(ConfigValueMismatch) -> Void,
+            render: @Sendable (ProxySettings) -> String)
+        case backend(apply: @Sendable (inout BackendConfig, String, ConfigValueContext) throws(ConfigValueMismatch) -> Void)
+        case user(apply: @Sendable (inout UserConfig, String, ConfigValueContext) throws(ConfigValueMismatch) -> Void)
+    }
+
+    /// A `[proxy]` key stored at `field`; the default is read from `ProxySettings()`.
+    static func proxy<T>(
+        _ name: String, _ field: WritableKeyPath<ProxySettings, T> & Sendable, _ value: ConfigValue<T>, _ doc: String
+    ) -> ConfigKey {
+        ConfigKey(
+            section: .proxy, name: name, kind: value.kind,
+            defaultValue: value.render(ProxySettings()[keyPath: field]), doc: doc, isRequired: false,
+            binding: .proxy(
+                apply: { settings, raw, context throws(ConfigValueMismatch) in
+                    settings[keyPath: field] = try value.parse(raw, context)
+                },
+                render: { value.render($0[keyPath: field]) }))
+    }
+
+    /// A `[primary]`/`[replica.NAME]` key stored at `field`; `defaultValue` nil marks it required.
+    static func backend<T>(
+        _ name: String, _ field: WritableKeyPath<BackendConfig, T> & Sendable, _ value: ConfigValue<T>,
+        default defaultValue: T?, _ doc: String
+    ) -> ConfigKey {
+        ConfigKey(
+            section: .backend, name: name, kind: value.kind,
+            defaultValue: defaultValue.map(value.render) ?? "(required)", doc: doc, isRequired: defaultValue == nil,
+            binding: .backend(apply: { backend, raw, context throws(ConfigValueMismatch) in
+                backend[keyPath: field] = try value.parse(raw, context)
+            }))
+    }
+
+    /// A `[user.NAME]` override stored at `field`; unset means the `[proxy]` key named `inherits` applies.
+    static func user<T>(
+        _ name: String, _ field: WritableKeyPath<UserConfig, T?> & Sendable, _ value: ConfigValue<T>,
+        inherits: String, _ doc: String
+    ) -> ConfigKey {
+        ConfigKey(
+            section: .user, name: name, kind: value.kind,
+            defaultValue: "[proxy] \(inherits)", doc: doc, isRequired: false,
+            binding: .user(apply: { user, raw, context throws(ConfigValueMismatch) in
+                user[keyPath: field] = try value.parse(raw, context)
+            }))
+    }
+}
+
+/// The key table and what is built from it.
+public enum ConfigKeys {
+    /// Every key, in the order docs and SHOW CONFIG list them. Adding a key is one entry here.
+    public static let all: [ConfigKey] = [
+        .proxy("listen_addr", \.listenAddr, .string(allowEmpty: false),
+               "Address to accept client connections on; `0.0.0.0` for every IPv4 interface."),
+        .proxy("listen_port", \.listenPort, .integer(min: 1, max: 65535),
+               "TCP port to accept client connections on."),
+        .proxy("pool_mode", \.poolMode, .choice(PoolMode.self),
+               "When a server connection goes back to the pool: at client disconnect (session) or transaction end."),
+        .proxy("auth_type", \.authType, .choice(AuthType.self),
+               "How clients authenticate to the proxy."),
+        .proxy("auth_file", \.authFile, .path,
+               "File of `\"user\" \"secret\"` lines; relative to the config file's folder."),
+        .proxy("default_pool_size", \.defaultPoolSize, .integer(min: 1),
+               "Server connections per user/database pair."),
+        .proxy("max_client_conn", \.maxClientConn, .integer(min: 1),
+               "Most client connections accepted at once."),
+        .proxy("server_reset_query", \.serverResetQuery, .string(allowEmpty: true),
+               "Sent before a server connection is reused by another client; empty sends nothing."),
+        .proxy("admin_users", \.adminUsers, .list,
+               "Comma-separated users allowed to run admin commands."),
+        .proxy("stats_users", \.statsUsers, .list,
+               "Comma-separated users allowed to run read-only SHOW commands."),
+        .proxy("log_level", \.logLevel, .choice(LogLevel.self),
+               "Least severe log messages written."),
+        .proxy("server_connect_timeout", \.serverConnectTimeout, .duration,
+               "How long to wait for a server connection and its login."),
+        .proxy("client_login_timeout", \.clientLoginTimeout, .duration,
+               "How long a client may take to log in before it is disconnected."),
+        .proxy("query_wait_timeout", \.queryWaitTimeout, .duration,
+               "How long a client may wait for a server connection; 0 waits forever."),
+        .proxy("max_packet_size", \.maxPacketSize, .size(min: 16 << 10),
+               "Largest protocol message accepted; larger ones close the connection."),
+        .proxy("workers", \.workers, .integer(min: 1, max: 64),
+               "Event-loop threads."),
+        .proxy("pid_file", \.pidFile, .path,
+               "File to write the process id to; relative to the config file's folder."),
+
+        .backend("host", \.host, .string(allowEmpty: false), default: nil,
+                 "Server host name, IP address or Unix socket folder."),
+        .backend("port", \.port, .integer(min: 1, max: 65535), default: 5432,
+                 "Server port."),
+        .backend("weight", \.weight, .integer(min: 0), default: 1,
+                 "Share of read traffic sent to this backend; 0 sends none."),
+
+        .user("pool_mode", \.poolMode, .choice(PoolMode.self), inherits: "pool_mode",
+              "This user's pool mode."),
+        .user("pool_size", \.poolSize, .integer(min: 1), inherits: "default_pool_size",
+              "This user's server connections per database."),
+    ]
+
+    /// The key named `name` in `section`, if there is one.
+    public static func key(_ section: ConfigSection, _ name: String) -> ConfigKey? {
+        index[section]?[name]
+    }
+
+    /// The keys of one section, in table order.
+    public static func keys(in section: ConfigSection) -> [ConfigKey] {
+        all.filter { $0.section == section }
+    }
+
+    /// `all` by section, then by name.
+    private static let index: [ConfigSection: [String: ConfigKey]] = {
+        var index: [ConfigSection: [String: ConfigKey]] = [:]
+        for key in all {
+            precondition(index[key.section]?[key.name] == nil, "config key listed twice: \(key.name)")
+            index[key.section, default: [:]][key.name] = key
+        }
+        return index
+    }()
+
+    /// A Markdown table of every key (section | key | type | default | description), for the README.
+    public static func markdownReference() -> String {
+        var lines = [
+            "| section | key | type | default | description |",
+            "|---|---|---|---|---|",
+        ]
+        for key in all {
+            let cells = [
+                key.section.heading, "`\(key.name)`", key.kind,
+                key.defaultValue.isEmpty ? "" : "`\(key.defaultValue)`", key.doc,
+            ]
+            lines.append("| " + cells.map(escape).joined(separator: " | ") + " |")
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// Every `[proxy]` key with its effective value, for SHOW CONFIG; durations as "15s"/"500ms", sizes as "1GB".
+    public static func currentValues(_ config: Config) -> [(key: String, value: String)] {
+        all.compactMap { key in
+            switch key.binding {
+            case .proxy(_, let render): return (key: key.name, value: render(config.proxy))
+            case .backend, .user: return nil
+            }
+        }
+    }
+
+    /// A table cell with `|` escaped.
+    private static func escape(_ cell: String) -> String {
+        cell.split(separator: "|", omittingEmptySubsequences: false).joined(separator: "\\|")
+    }
+}

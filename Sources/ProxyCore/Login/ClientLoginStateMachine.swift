@@ -1,0 +1,194 @@
+// The client side of a login, without sockets: startup packet, SSL/GSS refusal, cancel requests and
+// password authentication (trust, md5, SCRAM-SHA-256). It returns actions; ProxyIO sends and closes.
+import PGWire
+
+/// What a client asked for once it is authenticated.
+public struct ClientLogin: Equatable, Sendable {
+    public var user: String
+    public var database: String
+    /// Startup parameters other than user and database, in the order sent (application_name, options...).
+    public var parameters: [(String, String)]
+    /// SCRAM ClientKey recovered from the client's proof, for logging in to a server that holds the same secret.
+    public var scramClientKey: [UInt8]?
+
+    public static func == (a: ClientLogin, b: ClientLogin) -> Bool {
+        a.user == b.user && a.database == b.database && a.scramClientKey == b.scramClientKey
+            && a.parameters.map { $0.0 + "=" + $0.1 } == b.parameters.map { $0.0 + "=" + $0.1 }
+    }
+}
+
+public struct ClientLoginStateMachine {
+    public enum State {
+        case awaitingStartup
+        case awaitingMD5(user: String, secret: Secret?, salt: [UInt8])
+        case awaitingSASLInitial(user: String, exchange: SCRAMServerExchange, known: Bool)
+        case awaitingSASLFinal(user: String, exchange: SCRAMServerExchange, known: Bool)
+        case authenticated
+        case failed
+    }
+
+    public enum Action: Equatable {
+        /// Send these bytes and keep reading.
+        case send([UInt8])
+        /// Answer an SSLRequest/GSSENCRequest with this single byte and keep reading a startup packet.
+        case refuseEncryption(UInt8)
+        /// Forward a cancel for this proxy-issued key, then close without reply.
+        case cancel(processID: Int32, secretKey: Int32)
+        /// Send this ErrorResponse, then close.
+        case fail([UInt8], reason: String)
+        /// Done: the client may have its server. Any bytes still to send come first.
+        case authenticated(ClientLogin, send: [UInt8])
+    }
+
+    public private(set) var state: State = .awaitingStartup
+    private var pending: ClientLogin?
+    let authType: AuthType
+    let secrets: (String) -> Secret?
+    let crypto: CryptoProvider
+    let scramSecretFor: (String, String) -> SCRAMSecret
+
+    /// - Parameters:
+    ///   - secrets: the auth_file lookup (nil for an unknown user).
+    ///   - scramSecretFor: turns a user's plaintext password into a SCRAM secret (the caller caches it).
+    public init(authType: AuthType, crypto: CryptoProvider, secrets: @escaping (String) -> Secret?,
+                scramSecretFor: @escaping (String, String) -> SCRAMSecret) {
+        self.authType = authType
+        self.crypto = crypto
+        self.secrets = secrets
+        self.scramSecretFor = scramSecretFor
+    }
+
+    public mutating func startupReceived(_ packet: StartupPacket) -> Action {
+        guard case .awaitingStartup = state else {
+            return failProtocol(.unexpectedMessage(type: 0))
+        }
+        switch packet {
+        case .sslRequest: return .refuseEncryption(UInt8(ascii: "N"))
+        case .gssEncRequest: return .refuseEncryption(UInt8(ascii: "N"))
+        case .cancel(let pid, let key):
+            state = .failed
+            return .cancel(processID: pid, secretKey: key)
+        case .startup(let parameters):
+            var user = ""
+            var database: String?
+            var rest: [(String, String)] = []
+            for (k, v) in parameters {
+                switch k {
+                case "user": user = v
+                case "database": database = v
+                case "replication":
+                    state = .failed
+                    return .fail(ProxyMessages.error(code: SQLState.featureNotSupported, message: "replication connections are not supported by switchyard"),
+                                 reason: "replication requested")
+                default: rest.append((k, v))
+                }
+            }
+            let login = ClientLogin(user: user, database: database ?? user, parameters: rest, scramClientKey: nil)
+            pending = login
+            return beginAuthentication(login)
+        }
+    }
+
+    private mutating func beginAuthentication(_ login: ClientLogin) -> Action {
+        let secret = secrets(login.user)
+        switch authType {
+        case .trust:
+            return finish()
+        case .md5:
+            if case .scram? = secret { return beginSCRAM(user: login.user, secret: secret) }
+            let salt = crypto.randomBytes(4)
+            state = .awaitingMD5(user: login.user, secret: secret, salt: salt)
+            return .send(ProxyMessages.authenticationMD5(salt: salt))
+        case .scramSHA256:
+            if case .md5? = secret {
+                // An md5 hash cannot drive SCRAM; fall back to md5 as PgBouncer does.
+                let salt = crypto.randomBytes(4)
+                state = .awaitingMD5(user: login.user, secret: secret, salt: salt)
+                return .send(ProxyMessages.authenticationMD5(salt: salt))
+            }
+            return beginSCRAM(user: login.user, secret: secret)
+        }
+    }
+
+    private mutating func beginSCRAM(user: String, secret: Secret?) -> Action {
+        let scram: SCRAMSecret
+        var known = true
+        switch secret {
+        case .scram(let s)?: scram = s
+        case .plain(let p)?: scram = scramSecretFor(user, p)
+        case .md5?, nil:
+            // Unknown user: run the exchange against a random secret so the reply does not reveal it.
+            known = false
+            scram = SCRAM.makeSecret(password: String(decoding: crypto.randomBytes(12).map { 65 + $0 % 26 }, as: UTF8.self),
+                                     salt: crypto.randomBytes(16), iterations: 4096, crypto: crypto)
+        }
+        state = .awaitingSASLInitial(user: user, exchange: SCRAMServerExchange(secret: scram, crypto: crypto), known: known)
+        return .send(ProxyMessages.authenticationSASL(mechanisms: ["SCRAM-SHA-256"]))
+    }
+
+    /// A 'p' message (PasswordMessage, SASLInitialResponse or SASLResponse) arrived.
+    public mutating func passwordReceived(_ frame: Frame) -> Action {
+        guard frame.type == FrontendMessageID.password.rawValue else {
+            return failProtocol(.unexpectedMessage(type: frame.type))
+        }
+        switch state {
+        case .awaitingMD5(let user, let secret, let salt):
+            var r = MessageReader(frame.payload)
+            guard let response = r.readCString() else { return failProtocol(.malformedMessage(type: frame.type)) }
+            guard let secret, MD5Password.verify(user: user, secret: secret, salt: salt, response: response, crypto: crypto) else {
+                return wrongPassword(user)
+            }
+            return finish()
+        case .awaitingSASLInitial(let user, var exchange, let known):
+            guard let (mechanism, data) = SASLInitialResponse.parse(frame.payload) else {
+                return failProtocol(.malformedMessage(type: frame.type))
+            }
+            guard mechanism == "SCRAM-SHA-256" else {
+                state = .failed
+                return .fail(ProxyMessages.error(code: SQLState.protocolViolation, message: "client selected an invalid SASL authentication mechanism"),
+                             reason: "bad SASL mechanism")
+            }
+            switch exchange.receiveClientFirst(data) {
+            case .success(let serverFirst):
+                state = .awaitingSASLFinal(user: user, exchange: exchange, known: known)
+                return .send(ProxyMessages.authenticationSASLContinue(serverFirst))
+            case .failure(let f): return scramFailed(user, f)
+            }
+        case .awaitingSASLFinal(let user, var exchange, let known):
+            switch exchange.receiveClientFinal(frame.payload) {
+            case .success(let serverFinal):
+                guard known else { return wrongPassword(user) }
+                pending?.scramClientKey = exchange.clientKey
+                return finish(prefix: ProxyMessages.authenticationSASLFinal(serverFinal))
+            case .failure(let f): return scramFailed(user, f)
+            }
+        case .awaitingStartup, .authenticated, .failed:
+            return failProtocol(.unexpectedMessage(type: frame.type))
+        }
+    }
+
+    private mutating func finish(prefix: [UInt8] = []) -> Action {
+        state = .authenticated
+        return .authenticated(pending!, send: prefix)
+    }
+
+    private mutating func scramFailed(_ user: String, _ failure: AuthFailure) -> Action {
+        switch failure {
+        case .wrongPassword: return wrongPassword(user)
+        case .malformed(let why), .unsupported(let why):
+            state = .failed
+            return .fail(ProxyMessages.error(code: SQLState.protocolViolation, message: "malformed SCRAM message: \(why)"), reason: "bad SCRAM message")
+        }
+    }
+
+    private mutating func wrongPassword(_ user: String) -> Action {
+        state = .failed
+        return .fail(ProxyMessages.error(code: SQLState.invalidPassword, message: "password authentication failed for user \"\(user)\""),
+                     reason: "wrong password")
+    }
+
+    private mutating func failProtocol(_ v: ProtocolViolation) -> Action {
+        state = .failed
+        return .fail(ProxyMessages.error(code: SQLState.protocolViolation, message: v.message), reason: "protocol violation")
+    }
+}

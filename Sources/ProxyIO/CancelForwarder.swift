@@ -1,0 +1,39 @@
+// Sends one CancelRequest, with a server's real key, on a fresh connection to that server, then closes.
+import CLibevent
+import PGWire
+
+final class CancelForwarder: StreamHandler, Hashable {
+    unowned let proxy: Proxy
+    let stream: Stream
+    let packet: [UInt8]
+
+    init?(proxy: Proxy, address: SocketAddress, processID: Int32, secretKey: Int32) {
+        self.proxy = proxy
+        self.packet = ProxyMessages.cancelRequest(processID: processID, secretKey: secretKey)
+        let fd = socket(Int32(address.storage.ss_family), Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        evutil_make_socket_nonblocking(fd)
+        stream = Stream(base: proxy.loop.base, fd: fd, handler: DummyHandler.shared)
+        stream.handler = self
+        guard stream.connect(to: address) else {
+            stream.close()
+            return nil
+        }
+    }
+
+    static func == (a: CancelForwarder, b: CancelForwarder) -> Bool { a === b }
+    func hash(into h: inout Hasher) { h.combine(ObjectIdentifier(self)) }
+
+    func streamReadable(_ stream: Stream) {}
+    func streamWritable(_ stream: Stream) {}
+
+    func streamEvent(_ stream: Stream, events: Int16) {
+        if events & Int16(BEV_EVENT_CONNECTED) != 0 {
+            // The server closes the connection after reading the request; flush and close on our side too.
+            stream.closeAfterFlush(packet)
+        } else {
+            stream.close()
+        }
+        proxy.cancelDone(self)
+    }
+}

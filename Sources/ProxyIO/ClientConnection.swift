@@ -1,0 +1,281 @@
+// One client connection: startup and authentication (through ClientLoginStateMachine), waiting for a
+// server, then relaying client messages to it. It looks inside only Terminate and the headers it must count.
+import CLibevent
+import Logging
+import PGWire
+import ProxyCore
+
+final class ClientConnection: StreamHandler, Hashable {
+    enum Phase {
+        case startup
+        case waitingForServer
+        case settingUp(ServerConnection)
+        case active(ServerConnection)
+        case closed
+    }
+
+    let id: Int
+    unowned let proxy: Proxy
+    let stream: Stream
+    let peer: String
+    var phase: Phase = .startup
+    var login: ClientLoginStateMachine
+    var info: ClientLogin?
+    var pool: Pool?
+    /// The key this client got in BackendKeyData: proxy-issued, mapped to the real server key on cancel.
+    var processID: Int32 = 0
+    var secretKey: Int32 = 0
+    /// Bytes owed to the server of the message being forwarded.
+    private var remaining = 0
+    let connectedAt: Double
+    var waitingSince = 0.0
+    /// Over max_client_conn: refused once its startup packet is read.
+    var overLimit = false
+    /// Bytes to send before AuthenticationOk (the SASL final message).
+    private var authPrefix: [UInt8] = []
+
+    var log: Logger { proxy.logger }
+
+    init(id: Int, proxy: Proxy, fd: Int32, peer: String) {
+        self.id = id
+        self.proxy = proxy
+        self.peer = peer
+        self.connectedAt = monotonicNow()
+        self.login = proxy.makeLoginMachine()
+        self.stream = Stream(base: proxy.loop.base, fd: fd, handler: DummyHandler.shared)
+        stream.handler = self
+    }
+
+    static func == (a: ClientConnection, b: ClientConnection) -> Bool { a === b }
+    func hash(into h: inout Hasher) { h.combine(ObjectIdentifier(self)) }
+
+    var label: String { "client \(id) \(peer)" + (info.map { " \($0.user)@\($0.database)" } ?? "") }
+
+    // MARK: StreamHandler
+
+    func streamReadable(_ stream: Stream) {
+        switch phase {
+        case .startup: readLogin()
+        case .active: relayToServer()
+        case .waitingForServer, .settingUp, .closed:
+            // Bytes sent before the login completes stay buffered until a server is attached.
+            break
+        }
+    }
+
+    func streamWritable(_ stream: Stream) {
+        if case .active(let server) = phase { server.resumeFromBackpressure() }
+    }
+
+    func streamEvent(_ stream: Stream, events: Int16) {
+        if events & Int16(BEV_EVENT_EOF | BEV_EVENT_ERROR) != 0 {
+            disconnected(reason: events & Int16(BEV_EVENT_EOF) != 0 ? "client closed the connection" : "client socket error")
+        }
+    }
+
+    // MARK: Login
+
+    private func readLogin() {
+        while case .startup = phase {
+            switch login.state {
+            case .awaitingStartup:
+                switch StartupDecoder.decode(stream.peek(max: StartupDecoder.maxStartupLength)) {
+                case .needMore: return
+                case .violation(let v):
+                    return fail(code: SQLState.protocolViolation, message: v.message, reason: "bad startup packet")
+                case .packet(let packet, let consumed):
+                    stream.drain(consumed)
+                    if case .startup = packet, overLimit {
+                        return fail(code: SQLState.tooManyConnections, message: "no more connections allowed (max_client_conn)", reason: "max_client_conn")
+                    }
+                    perform(login.startupReceived(packet))
+                }
+            case .awaitingMD5, .awaitingSASLInitial, .awaitingSASLFinal:
+                let frame: Frame
+                do {
+                    guard let f = try stream.takeFrame(maxLength: StartupDecoder.maxStartupLength) else { return }
+                    frame = f
+                } catch {
+                    return fail(code: SQLState.protocolViolation, message: error.message, reason: "bad auth message")
+                }
+                perform(login.passwordReceived(frame))
+            case .authenticated, .failed:
+                return
+            }
+        }
+    }
+
+    private func perform(_ action: ClientLoginStateMachine.Action) {
+        switch action {
+        case .send(let bytes): stream.write(bytes)
+        case .refuseEncryption(let byte): stream.write([byte])
+        case .cancel(let pid, let key):
+            proxy.forwardCancel(processID: pid, secretKey: key)
+            close(reason: "cancel request")
+        case .fail(let bytes, let reason):
+            log.info("client login failed", metadata: ["client": "\(label)", "reason": "\(reason)"])
+            finish(bytes, reason: reason)
+        case .authenticated(let login, let send):
+            info = login
+            authPrefix = send
+            log.info("client logged in", metadata: ["client": "\(label)"])
+            proxy.clientAuthenticated(self)
+        }
+    }
+
+    // MARK: Server assignment
+
+    func waitForServer(in pool: Pool) {
+        self.pool = pool
+        phase = .waitingForServer
+        waitingSince = monotonicNow()
+        pool.request(for: self)
+    }
+
+    /// The pool gives this client a server: apply its startup parameters, then greet it.
+    func attach(_ server: ServerConnection) {
+        guard case .waitingForServer = phase else {
+            // Gone meanwhile: hand the server back.
+            server.client = nil
+            return server.release()
+        }
+        server.client = self
+        server.phase = .active
+        phase = .settingUp(server)
+        let sets = Self.setStatements(for: info?.parameters ?? [], server: server.parameters)
+        if sets.isEmpty {
+            serverReady(server)
+        } else {
+            server.runInternal(.setup, sql: sets)
+        }
+    }
+
+    /// SET statements that bring a server to the client's startup parameters.
+    static func setStatements(for parameters: [(String, String)], server: [String: String]) -> String {
+        var sql = ""
+        for (name, value) in StartupOptions.effectiveParameters(parameters) where server[name] != value {
+            sql += "SET \(name) = '\(value.replacingOccurrences(of: "'", with: "''"))';"
+        }
+        return sql
+    }
+
+    /// The server is set up: send the login replies and start relaying.
+    func serverReady(_ server: ServerConnection) {
+        guard case .settingUp = phase else { return }
+        phase = .active(server)
+        var greeting = authPrefix + ProxyMessages.authenticationOk()
+        authPrefix = []
+        for (name, value) in server.parameters.sorted(by: { $0.key < $1.key }) {
+            greeting += ProxyMessages.parameterStatus(name, value)
+        }
+        greeting += ProxyMessages.backendKeyData(processID: processID, secretKey: secretKey)
+        greeting += ProxyMessages.readyForQuery(.idle)
+        stream.write(greeting)
+        log.debug("client got server", metadata: ["client": "\(label)", "server": "\(server.label)"])
+        relayToServer()
+    }
+
+    // MARK: Relay
+
+    /// Moves client messages to the server. Looks at headers to count ReadyForQuery owed; Terminate ends the session.
+    func relayToServer() {
+        guard case .active(let server) = phase else { return }
+        let out = server.stream
+        let maxLength = proxy.config.proxy.maxPacketSize
+        while true {
+            if remaining > 0 {
+                let moved = stream.move(upTo: remaining, to: out)
+                if moved <= 0 { break }
+                remaining -= moved
+                continue
+            }
+            guard let (type, lengthField) = stream.peekHeader() else { break }
+            guard lengthField >= 4, Int(lengthField) <= maxLength else {
+                let v: ProtocolViolation = lengthField < 4 ? .badLength(type: type, length: lengthField)
+                                                          : .messageTooLarge(type: type, length: Int(lengthField))
+                return fail(code: SQLState.protocolViolation, message: v.message, reason: "protocol violation")
+            }
+            switch type {
+            case FrontendMessageID.terminate.rawValue:
+                stream.drain(min(stream.inputLength, Int(lengthField) + 1))
+                return disconnected(reason: "client terminated")
+            case FrontendMessageID.query.rawValue, FrontendMessageID.functionCall.rawValue, FrontendMessageID.sync.rawValue:
+                server.pendingReady += 1
+                server.unsynced = false
+            case FrontendMessageID.parse.rawValue, FrontendMessageID.bind.rawValue, FrontendMessageID.describe.rawValue,
+                 FrontendMessageID.execute.rawValue, FrontendMessageID.close.rawValue, FrontendMessageID.flush.rawValue:
+                server.unsynced = true
+            default:
+                break
+            }
+            remaining = Int(lengthField) + 1
+        }
+        if out.outputLength > pauseBytes {
+            stream.pauseReading()
+            out.setWriteLowWatermark(resumeBytes)
+        }
+    }
+
+    /// The server drained its output: read from the client again.
+    func resumeFromBackpressure() {
+        stream.resumeReading()
+        relayToServer()
+    }
+
+    // MARK: Ends
+
+    /// Sends an ErrorResponse and closes; the server, if any, is released or closed.
+    func fail(code: String, message: String, reason: String) {
+        finish(ProxyMessages.error(code: code, message: message), reason: reason)
+    }
+
+    private func finish(_ bytes: [UInt8], reason: String) {
+        if case .closed = phase { return }
+        detachServer(clean: false)
+        phase = .closed
+        stream.closeAfterFlush(bytes)
+        proxy.clientClosed(self, reason: reason)
+    }
+
+    /// The client left (Terminate, EOF or socket error).
+    func disconnected(reason: String) {
+        if case .closed = phase { return }
+        detachServer(clean: true)
+        close(reason: reason)
+    }
+
+    private func close(reason: String) {
+        if case .closed = phase { return }
+        phase = .closed
+        stream.close()
+        proxy.clientClosed(self, reason: reason)
+    }
+
+    private func detachServer(clean: Bool) {
+        switch phase {
+        case .active(let server), .settingUp(let server):
+            if clean && remaining == 0 { server.release() } else { server.close(reason: "client failed") }
+        case .waitingForServer:
+            pool?.cancelWait(self)
+        case .startup, .closed:
+            break
+        }
+    }
+
+    /// Janitor: login and queue timeouts.
+    func checkTimeout(now: Double) {
+        let settings = proxy.config.proxy
+        switch phase {
+        case .startup:
+            if settings.clientLoginTimeout > 0, now - connectedAt > settings.clientLoginTimeout {
+                fail(code: SQLState.protocolViolation, message: "client_login_timeout: login not completed in time", reason: "login timeout")
+            }
+        case .waitingForServer:
+            if settings.queryWaitTimeout > 0, now - waitingSince > settings.queryWaitTimeout {
+                fail(code: SQLState.connectionFailure, message: "query_wait_timeout: no server connection became free in time", reason: "query wait timeout")
+            }
+        case .settingUp, .active, .closed:
+            break
+        }
+    }
+}

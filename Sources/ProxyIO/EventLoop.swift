@@ -1,0 +1,62 @@
+// One libevent event_base run by one thread, with the periodic janitor tick and signal events.
+// C callbacks capture nothing: they find their Swift object through the context pointer.
+import CLibevent
+import Foundation
+
+/// Monotonic seconds, for deadlines.
+public func monotonicNow() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+/// A callback box handed to libevent as the context of a timer or signal event.
+/// Ownership: the EventLoop keeps every box in `boxes` until the loop is freed.
+final class EventBox {
+    let action: () -> Void
+    var event: OpaquePointer?
+    init(_ action: @escaping () -> Void) { self.action = action }
+}
+
+private let eventBoxCallback: event_callback_fn = { _, _, ctx in
+    Unmanaged<EventBox>.fromOpaque(ctx!).takeUnretainedValue().action()
+}
+
+public final class EventLoop {
+    public let base: OpaquePointer
+    private var boxes: [EventBox] = []
+
+    public init() {
+        guard let base = event_base_new() else { fatalError("event_base_new failed") }
+        self.base = base
+    }
+
+    deinit {
+        for box in boxes { if let ev = box.event { event_free(ev) } }
+        event_base_free(base)
+    }
+
+    /// Runs until `stop()`.
+    public func run() { event_base_dispatch(base) }
+
+    public func stop() { event_base_loopbreak(base) }
+
+    /// A repeating timer (the janitor): one timer for all objects, not one per object.
+    public func every(_ seconds: Double, _ action: @escaping () -> Void) {
+        let box = EventBox(action)
+        let ctx = Unmanaged.passUnretained(box).toOpaque()
+        box.event = event_new(base, -1, Int16(EV_PERSIST), eventBoxCallback, ctx)
+        var tv = timeval(tv_sec: Int(seconds), tv_usec: Int((seconds - Double(Int(seconds))) * 1e6))
+        event_add(box.event, &tv)
+        boxes.append(box)
+    }
+
+    /// Runs `action` in the loop when signal `signo` arrives.
+    public func onSignal(_ signo: Int32, _ action: @escaping () -> Void) {
+        let box = EventBox(action)
+        let ctx = Unmanaged.passUnretained(box).toOpaque()
+        box.event = event_new(base, signo, Int16(EV_SIGNAL | EV_PERSIST), eventBoxCallback, ctx)
+        event_add(box.event, nil)
+        boxes.append(box)
+    }
+}

@@ -1,0 +1,89 @@
+// The server connections of one (database, user) pair: runs PoolStateMachine's actions, opening
+// servers to the primary and handing them to waiting clients.
+import Logging
+import PGWire
+import ProxyCore
+
+final class Pool {
+    let proxy: Proxy
+    let database: String
+    let user: String
+    private(set) var machine: PoolStateMachine<ClientConnection, ServerConnection>
+    /// Servers being opened (owned here until they log in; then the machine's collections hold them).
+    private var opening: Set<ServerConnection> = []
+    /// The last SCRAM ClientKey a client of this user proved, for SCRAM pass-through to the server.
+    var scramClientKey: [UInt8]?
+
+    init(proxy: Proxy, database: String, user: String, size: Int) {
+        self.proxy = proxy
+        self.database = database
+        self.user = user
+        self.machine = PoolStateMachine(maxSize: size)
+    }
+
+    var label: String { "\(database)/\(user)" }
+
+    /// How the proxy logs in to the server as this pool's user.
+    var credential: ServerCredential {
+        switch proxy.secrets[user] {
+        case .scram(let s)?:
+            if let key = scramClientKey { return .scramKeys(clientKey: key, serverKey: s.serverKey) }
+            return .secret(.scram(s))
+        case let secret?: return .secret(secret)
+        case nil: return .none
+        }
+    }
+
+    var allServers: [ServerConnection] { machine.idle + Array(machine.active) + Array(opening) }
+
+    func request(for client: ClientConnection) { run(machine.clientRequests(client)) }
+
+    func cancelWait(_ client: ClientConnection) { machine.clientLeftQueue(client) }
+
+    func serverLoggedIn(_ server: ServerConnection) {
+        opening.remove(server)
+        run(machine.serverConnected(server))
+    }
+
+    func serverReleased(_ server: ServerConnection) { run(machine.serverReleased(server)) }
+
+    func serverClosed(_ server: ServerConnection) { run(machine.serverClosed(server)) }
+
+    /// A server could not be opened; `error` goes to the waiting clients if the pool is now empty.
+    func serverFailed(_ server: ServerConnection, error: ErrorFields?) {
+        guard opening.remove(server) != nil else { return }
+        lastError = error ?? lastError
+        run(machine.serverConnectFailed())
+    }
+
+    private var lastError: ErrorFields?
+
+    private func run(_ actions: [PoolStateMachine<ClientConnection, ServerConnection>.Action]) {
+        for action in actions {
+            switch action {
+            case .attach(let client, let server):
+                client.attach(server)
+            case .connect:
+                openServer()
+            case .fail(let clients):
+                let e = lastError ?? ErrorFields(fields: [UInt8(ascii: "C"): SQLState.unableToConnect, UInt8(ascii: "M"): "no server connection available"])
+                for c in clients { c.fail(code: e.sqlState, message: e.message, reason: "server unavailable") }
+            }
+        }
+    }
+
+    private func openServer() {
+        let backend = proxy.config.primary
+        guard let address = SocketAddress.resolve(host: backend.host, port: backend.port) else {
+            lastError = ErrorFields(fields: [UInt8(ascii: "C"): SQLState.unableToConnect,
+                                             UInt8(ascii: "M"): "switchyard could not resolve backend \(backend.name) host \"\(backend.host)\""])
+            return run(machine.serverConnectFailed())
+        }
+        guard let server = ServerConnection(id: proxy.nextID(), pool: self, backend: backend, address: address) else {
+            lastError = ErrorFields(fields: [UInt8(ascii: "C"): SQLState.unableToConnect,
+                                             UInt8(ascii: "M"): "switchyard could not connect to backend \(backend.name) (\(address.description))"])
+            return run(machine.serverConnectFailed())
+        }
+        opening.insert(server)
+    }
+}

@@ -1,0 +1,172 @@
+// The composition root: config, secrets, the listener, the registries of clients and pools, the cancel
+// key map and the janitor. One Proxy runs one event loop.
+import CLibevent
+import Foundation
+import Logging
+import PGWire
+import ProxyCore
+
+public final class Proxy {
+    public private(set) var config: Config
+    public let logger: Logger
+    let loop: EventLoop
+    let crypto: CryptoProvider = OpenSSLCrypto()
+    private(set) var secrets: [String: Secret] = [:]
+    private var scramCache: [String: (password: String, secret: SCRAMSecret)] = [:]
+    private var listener: Listener?
+    private(set) var clients: Set<ClientConnection> = []
+    private(set) var pools: [String: Pool] = [:]
+    private var cancelKeys: [UInt64: ClientConnection] = [:]
+    private var cancelForwarders: Set<CancelForwarder> = []
+    private var idCounter = 0
+    private var shuttingDown = false
+
+    public init(config: Config, logger: Logger) throws {
+        self.config = config
+        self.logger = logger
+        self.loop = EventLoop()
+        self.secrets = try Self.loadSecrets(config)
+    }
+
+    static func loadSecrets(_ config: Config) throws -> [String: Secret] {
+        guard let path = config.proxy.authFile else { return [:] }
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        return try AuthFile.parse(text)
+    }
+
+    /// Binds the listening socket; throws if the address is taken.
+    public func start() throws {
+        listener = try Listener(proxy: self, host: config.proxy.listenAddr, port: config.proxy.listenPort)
+        loop.every(0.2) { [unowned self] in self.janitor() }
+        logger.info("listening", metadata: ["addr": "\(config.proxy.listenAddr):\(config.proxy.listenPort)",
+                                             "pool_mode": "\(config.proxy.poolMode.rawValue)",
+                                             "primary": "\(config.primary.host):\(config.primary.port)"])
+    }
+
+    /// Runs the event loop until shutdown.
+    public func run() {
+        loop.onSignal(SIGINT) { [unowned self] in self.shutdown(signal: "SIGINT") }
+        loop.onSignal(SIGTERM) { [unowned self] in self.shutdown(signal: "SIGTERM") }
+        loop.onSignal(SIGHUP) { [unowned self] in self.reloadSecrets() }
+        loop.run()
+    }
+
+    func nextID() -> Int {
+        idCounter += 1
+        return idCounter
+    }
+
+    // MARK: Clients
+
+    func accepted(fd: Int32, peer: String) {
+        guard !shuttingDown else {
+            evutil_closesocket(fd)
+            return
+        }
+        SocketOptions.setNoDelay(fd)
+        let client = ClientConnection(id: nextID(), proxy: self, fd: fd, peer: peer)
+        client.overLimit = clients.count >= config.proxy.maxClientConn
+        clients.insert(client)
+        logger.debug("client connected", metadata: ["client": "\(client.label)"])
+    }
+
+    func makeLoginMachine() -> ClientLoginStateMachine {
+        ClientLoginStateMachine(
+            authType: config.proxy.authType, crypto: crypto,
+            secrets: { [unowned self] user in self.secrets[user] },
+            scramSecretFor: { [unowned self] user, password in self.scramSecret(user: user, password: password) })
+    }
+
+    /// SCRAM secrets derived from plaintext passwords are cached: PBKDF2 runs once per user, not per login.
+    private func scramSecret(user: String, password: String) -> SCRAMSecret {
+        if let cached = scramCache[user], cached.password == password { return cached.secret }
+        let secret = SCRAM.makeSecret(password: password, salt: crypto.randomBytes(16), iterations: 4096, crypto: crypto)
+        scramCache[user] = (password, secret)
+        return secret
+    }
+
+    func clientAuthenticated(_ client: ClientConnection) {
+        guard let info = client.info else { return }
+        // A proxy-issued cancel key, unique among live clients.
+        repeat {
+            let r = crypto.randomBytes(8)
+            client.processID = Int32(bitPattern: UInt32(r[0]) << 24 | UInt32(r[1]) << 16 | UInt32(r[2]) << 8 | UInt32(r[3])) & 0x7fff_ffff
+            client.secretKey = Int32(bitPattern: UInt32(r[4]) << 24 | UInt32(r[5]) << 16 | UInt32(r[6]) << 8 | UInt32(r[7]))
+        } while cancelKeys[cancelKey(client.processID, client.secretKey)] != nil
+        cancelKeys[cancelKey(client.processID, client.secretKey)] = client
+        let pool = self.pool(database: info.database, user: info.user)
+        if let key = info.scramClientKey { pool.scramClientKey = key }
+        client.waitForServer(in: pool)
+    }
+
+    func pool(database: String, user: String) -> Pool {
+        let key = database + "\u{0}" + user
+        if let p = pools[key] { return p }
+        let p = Pool(proxy: self, database: database, user: user, size: config.poolSize(forUser: user))
+        pools[key] = p
+        return p
+    }
+
+    func clientClosed(_ client: ClientConnection, reason: String) {
+        clients.remove(client)
+        if client.processID != 0 { cancelKeys.removeValue(forKey: cancelKey(client.processID, client.secretKey)) }
+        logger.info("client closed", metadata: ["client": "\(client.label)", "reason": "\(reason)"])
+        if shuttingDown && clients.isEmpty { loop.stop() }
+    }
+
+    private func cancelKey(_ pid: Int32, _ secret: Int32) -> UInt64 {
+        UInt64(UInt32(bitPattern: pid)) << 32 | UInt64(UInt32(bitPattern: secret))
+    }
+
+    // MARK: Cancel
+
+    /// A CancelRequest with a proxy-issued key: send the real key to the server the client is on.
+    func forwardCancel(processID: Int32, secretKey: Int32) {
+        guard let client = cancelKeys[cancelKey(processID, secretKey)] else {
+            logger.info("cancel request with unknown key ignored")
+            return
+        }
+        guard case .active(let server) = client.phase else { return }
+        logger.info("forwarding cancel", metadata: ["client": "\(client.label)", "server": "\(server.label)"])
+        if let f = CancelForwarder(proxy: self, address: server.address, processID: server.processID, secretKey: server.secretKey) {
+            cancelForwarders.insert(f)
+        }
+    }
+
+    func cancelDone(_ f: CancelForwarder) { cancelForwarders.remove(f) }
+
+    // MARK: Janitor, reload, shutdown
+
+    private func janitor() {
+        let now = monotonicNow()
+        for client in clients { client.checkTimeout(now: now) }
+        for pool in pools.values {
+            for server in pool.allServers { server.checkTimeout(now: now) }
+        }
+    }
+
+    private func reloadSecrets() {
+        do {
+            secrets = try Self.loadSecrets(config)
+            scramCache.removeAll()
+            logger.info("auth_file reloaded", metadata: ["users": "\(secrets.count)"])
+        } catch {
+            logger.error("reload failed, keeping the old auth_file", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func shutdown(signal: String) {
+        logger.info("shutting down", metadata: ["signal": "\(signal)"])
+        shuttingDown = true
+        listener?.close()
+        listener = nil
+        for client in clients {
+            client.fail(code: SQLState.adminShutdown, message: "switchyard is shutting down", reason: "shutdown")
+        }
+        for pool in pools.values {
+            for server in pool.allServers { server.close(reason: "shutdown") }
+        }
+        // Let queued error messages flush, then stop.
+        loop.every(0.3) { [unowned self] in self.loop.stop() }
+    }
+}

@@ -1,0 +1,344 @@
+// One connection to a Postgres server: connect, log in, run the proxy's own queries (SET, reset),
+// and relay server messages to the attached client, looking only at ReadyForQuery and ParameterStatus.
+import CLibevent
+import Foundation
+import Logging
+import PGWire
+import ProxyCore
+
+final class ServerConnection: StreamHandler, Hashable {
+    enum Phase {
+        case connecting
+        case login(ServerLoginStateMachine)
+        /// Running a query of the proxy's own; responses are swallowed until ReadyForQuery.
+        case internalQuery(InternalQuery, firstError: ErrorFields?)
+        case idle
+        case active
+        case closed
+    }
+
+    enum InternalQuery {
+        case setup      // SETs for a client's startup parameters
+        case reset      // server_reset_query after a client left
+    }
+
+    let id: Int
+    let pool: Pool
+    let backend: BackendConfig
+    let stream: Stream
+    var phase: Phase = .connecting
+    /// The attached client while active or being set up for one.
+    weak var client: ClientConnection?
+    /// ParameterStatus values as the server last reported them.
+    var parameters: [String: String] = [:]
+    var processID: Int32 = 0
+    var secretKey: Int32 = 0
+    var address: SocketAddress
+    let openedAt: Double
+    var deadline: Double
+
+    // Relay state: bytes still to forward of the current server message.
+    private var remaining = 0
+    /// ReadyForQuery messages owed by the server (one per Query, Sync, FunctionCall the client sent).
+    var pendingReady = 0
+    /// The client sent extended-protocol messages since its last Sync.
+    var unsynced = false
+    var transactionStatus: TransactionStatus = .idle
+
+    var proxy: Proxy { pool.proxy }
+    var log: Logger { pool.proxy.logger }
+
+    init?(id: Int, pool: Pool, backend: BackendConfig, address: SocketAddress) {
+        self.id = id
+        self.pool = pool
+        self.backend = backend
+        self.address = address
+        let fd = socket(Int32(address.storage.ss_family), Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        evutil_make_socket_nonblocking(fd)
+        SocketOptions.setNoDelay(fd)
+        let now = monotonicNow()
+        openedAt = now
+        deadline = now + pool.proxy.config.proxy.serverConnectTimeout
+        stream = Stream(base: pool.proxy.loop.base, fd: fd, handler: DummyHandler.shared)
+        stream.handler = self
+        guard stream.connect(to: address) else {
+            stream.close()
+            return nil
+        }
+    }
+
+    static func == (a: ServerConnection, b: ServerConnection) -> Bool { a === b }
+    func hash(into h: inout Hasher) { h.combine(ObjectIdentifier(self)) }
+
+    var label: String { "server \(id) \(backend.name)(\(address.description)) pid=\(processID)" }
+
+    /// True when nothing is in flight and no transaction is open: safe to reset and reuse.
+    var isClean: Bool {
+        pendingReady == 0 && !unsynced && transactionStatus == .idle && remaining == 0 && stream.inputLength == 0
+    }
+
+    // MARK: StreamHandler
+
+    func streamEvent(_ stream: Stream, events: Int16) {
+        if events & Int16(BEV_EVENT_CONNECTED) != 0 {
+            guard case .connecting = phase else { return }
+            SocketOptions.setNoDelay(stream.fd)
+            let credential = pool.credential
+            phase = .login(ServerLoginStateMachine(user: pool.user, credential: credential, crypto: proxy.crypto))
+            stream.write(ProxyMessages.startup(parameters: [("user", pool.user), ("database", pool.database)]))
+            return
+        }
+        if events & Int16(BEV_EVENT_EOF | BEV_EVENT_ERROR) != 0 {
+            let why: String
+            if events & Int16(BEV_EVENT_ERROR) != 0 {
+                why = String(cString: strerror(errno))
+            } else {
+                why = "server closed the connection"
+            }
+            broken(why)
+        }
+    }
+
+    func streamReadable(_ stream: Stream) {
+        switch phase {
+        case .connecting, .closed: return
+        case .login: readLogin()
+        case .internalQuery: readInternal()
+        case .active: relayToClient()
+        case .idle:
+            // Unsolicited input on an idle server (a notice, or the server shutting down): read and drop;
+            // an error here means the connection is going away.
+            readIdle()
+        }
+    }
+
+    func streamWritable(_ stream: Stream) {
+        // Our output drained below the watermark: let the paused client send again.
+        if case .active = phase, let client { client.resumeFromBackpressure() }
+    }
+
+    // MARK: Login
+
+    private func readLogin() {
+        while case .login(var machine) = phase {
+            let frame: Frame
+            do {
+                guard let f = try stream.takeFrame(maxLength: 1 << 20) else { return }
+                frame = f
+            } catch {
+                return loginFailed(fields(SQLState.connectionFailure, "invalid message from server: \(error.message)"), reason: error.message)
+            }
+            let message: BackendMessage
+            do { message = try BackendMessage(frame) } catch {
+                return loginFailed(fields(SQLState.connectionFailure, "invalid message from server: \(error.message)"), reason: error.message)
+            }
+            let action = machine.received(message)
+            phase = .login(machine)
+            switch action {
+            case .none: continue
+            case .send(let bytes): stream.write(bytes)
+            case .ready(let params, let pid, let key):
+                parameters = params
+                processID = pid
+                secretKey = key
+                phase = .idle
+                log.debug("server connected", metadata: ["server": "\(label)"])
+                pool.serverLoggedIn(self)
+                return
+            case .fail(let errorFields, let reason):
+                return loginFailed(errorFields, reason: reason)
+            }
+        }
+    }
+
+    private func loginFailed(_ errorFields: ErrorFields, reason: String) {
+        log.warning("server login failed", metadata: ["server": "\(label)", "reason": "\(reason)"])
+        phase = .closed
+        stream.close()
+        pool.serverFailed(self, error: errorFields)
+    }
+
+    private func fields(_ code: String, _ message: String) -> ErrorFields {
+        ErrorFields(fields: [UInt8(ascii: "S"): "FATAL", UInt8(ascii: "C"): code, UInt8(ascii: "M"): message])
+    }
+
+    // MARK: Proxy's own queries
+
+    func runInternal(_ query: InternalQuery, sql: String) {
+        phase = .internalQuery(query, firstError: nil)
+        stream.write(ProxyMessages.query(sql))
+    }
+
+    private func readInternal() {
+        while case .internalQuery(let query, let firstError) = phase {
+            let frame: Frame
+            do {
+                guard let f = try stream.takeFrame(maxLength: proxy.config.proxy.maxPacketSize) else { return }
+                frame = f
+            } catch {
+                return broken("invalid message from server: \(error.message)")
+            }
+            guard let message = try? BackendMessage(frame) else { return broken("malformed message from server") }
+            switch message {
+            case .parameterStatus(let name, let value): parameters[name] = value
+            case .error(let f): if firstError == nil { phase = .internalQuery(query, firstError: f) }
+            case .readyForQuery(let status):
+                transactionStatus = status
+                phase = .active
+                internalQueryDone(query, error: firstError, status: status)
+                return
+            case .authentication, .backendKeyData, .notice, .negotiateProtocolVersion, .other: continue
+            }
+        }
+    }
+
+    private func internalQueryDone(_ query: InternalQuery, error: ErrorFields?, status: TransactionStatus) {
+        switch query {
+        case .setup:
+            guard let client else { return release() }
+            if let error {
+                log.info("client startup parameters rejected", metadata: ["server": "\(label)", "error": "\(error.message)"])
+                client.fail(code: error.sqlState, message: error.message, reason: "bad startup parameter")
+                close(reason: "setup failed")
+                return
+            }
+            client.serverReady(self)
+        case .reset:
+            if let error {
+                log.warning("server reset failed", metadata: ["server": "\(label)", "error": "\(error.message)"])
+                return close(reason: "reset failed")
+            }
+            guard status == .idle else { return close(reason: "reset left a transaction open") }
+            phase = .idle
+            pool.serverReleased(self)
+        }
+    }
+
+    private func readIdle() {
+        while true {
+            let frame: Frame?
+            do { frame = try stream.takeFrame(maxLength: 1 << 20) } catch { return broken("invalid message from idle server") }
+            guard let frame else { return }
+            if let message = try? BackendMessage(frame) {
+                switch message {
+                case .error(let f): return broken("idle server sent error: \(f.message)")
+                case .parameterStatus(let n, let v): parameters[n] = v
+                case .authentication, .backendKeyData, .readyForQuery, .notice, .negotiateProtocolVersion, .other: continue
+                }
+            }
+        }
+    }
+
+    // MARK: Relay
+
+    /// Moves server messages to the client. Looks inside only ReadyForQuery and ParameterStatus.
+    func relayToClient() {
+        guard let client, !client.stream.isClosed else { return }
+        let out = client.stream
+        let maxLength = proxy.config.proxy.maxPacketSize
+        while true {
+            if remaining > 0 {
+                let moved = stream.move(upTo: remaining, to: out)
+                if moved <= 0 { break }
+                remaining -= moved
+                continue
+            }
+            guard let (type, lengthField) = stream.peekHeader() else { break }
+            guard lengthField >= 4, Int(lengthField) <= maxLength else {
+                return broken("invalid message length \(lengthField) from server")
+            }
+            switch type {
+            case BackendMessageID.readyForQuery.rawValue:
+                guard stream.inputLength >= 6 else { return }
+                if let status = TransactionStatus(rawValue: stream.peekByte(at: 5)) { transactionStatus = status }
+                if pendingReady > 0 { pendingReady -= 1 }
+            case BackendMessageID.parameterStatus.rawValue:
+                guard stream.inputLength >= Int(lengthField) + 1 else { return }
+                var r = MessageReader(stream.peek(max: Int(lengthField) + 1), offset: 5)
+                if let n = r.readCString(), let v = r.readCString() { parameters[n] = v }
+            default:
+                break
+            }
+            remaining = Int(lengthField) + 1
+        }
+        if out.outputLength > pauseBytes {
+            stream.pauseReading()
+            out.setWriteLowWatermark(resumeBytes)
+        }
+    }
+
+    /// The client drained its output: read from the server again.
+    func resumeFromBackpressure() {
+        stream.resumeReading()
+        relayToClient()
+    }
+
+    // MARK: Ends
+
+    /// The client is done with this server: reset and reuse it when clean, close it otherwise.
+    func release() {
+        client = nil
+        guard case .active = phase, isClean, !stream.isClosed else {
+            return close(reason: "client left mid-query or mid-transaction")
+        }
+        stream.resumeReading()
+        let reset = proxy.config.proxy.serverResetQuery
+        if reset.isEmpty {
+            phase = .idle
+            pool.serverReleased(self)
+        } else {
+            runInternal(.reset, sql: reset)
+        }
+    }
+
+    /// The connection broke: tell the client (if any) and the pool.
+    func broken(_ why: String) {
+        switch phase {
+        case .closed: return
+        case .connecting, .login:
+            let code = SQLState.unableToConnect
+            log.warning("server connection failed", metadata: ["server": "\(label)", "reason": "\(why)"])
+            phase = .closed
+            stream.close()
+            pool.serverFailed(self, error: fields(code, "switchyard could not connect to backend \(backend.name) (\(address.description)): \(why)"))
+        case .internalQuery, .idle, .active:
+            log.warning("server connection lost", metadata: ["server": "\(label)", "reason": "\(why)"])
+            let c = client
+            close(reason: why)
+            c?.fail(code: SQLState.connectionFailure, message: "server connection to backend \(backend.name) (\(address.description)) lost: \(why)", reason: "server lost")
+        }
+    }
+
+    func close(reason: String) {
+        if case .closed = phase { return }
+        log.debug("server closed", metadata: ["server": "\(label)", "reason": "\(reason)"])
+        let wasLoggedIn: Bool
+        switch phase {
+        case .connecting, .login, .closed: wasLoggedIn = false
+        case .internalQuery, .idle, .active: wasLoggedIn = true
+        }
+        phase = .closed
+        client = nil
+        if wasLoggedIn && !stream.isClosed { stream.write(ProxyMessages.terminate()) }
+        stream.closeAfterFlush()
+        if wasLoggedIn { pool.serverClosed(self) } else { pool.serverFailed(self, error: nil) }
+    }
+
+    /// Janitor: a server still connecting past server_connect_timeout is given up.
+    func checkTimeout(now: Double) {
+        switch phase {
+        case .connecting, .login:
+            if now > deadline { broken("timeout after \(proxy.config.proxy.serverConnectTimeout)s (server_connect_timeout)") }
+        case .internalQuery, .idle, .active, .closed: break
+        }
+    }
+}
+
+/// Placeholder handler used only between a Stream's creation and the owner assigning itself.
+final class DummyHandler: StreamHandler {
+    static let shared = DummyHandler()
+    func streamReadable(_ stream: Stream) {}
+    func streamWritable(_ stream: Stream) {}
+    func streamEvent(_ stream: Stream, events: Int16) {}
+}

@@ -1,0 +1,350 @@
+"""Fixtures for the integration tests: a shared PostgreSQL primary+replica (from scripts/test.sh's
+environment, or started here with scripts/cluster.sh), and a factory that writes a proxy.conf +
+userlist.txt into the test's tmp_path, starts the real switchyard binary on a free port, and
+kills it at teardown.
+
+Environment:
+  SWITCHYARD_BIN      path to the built binary (required; tests FAIL without it)
+  PRIMARY_PORT, REPLICA_PORT, PGHOST_SOCKET_DIR, PG_BIN
+                      the cluster (scripts/cluster.sh's cluster.env); when unset a cluster is
+                      started for the session and stopped at the end
+  SWITCHYARD_TEST_DIRECT=1
+                      self-check of the suite: "proxies" are the primary itself, no binary is
+                      started, tests marked proxy_only are skipped
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import asyncio
+
+import asyncpg
+import psycopg
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DIRECT = os.environ.get("SWITCHYARD_TEST_DIRECT") == "1"
+
+# Passwords of the roles scripts/cluster.sh creates. sy_trust has none on the server (trust);
+# the proxy's client side still asks for the userlist one when auth_type is md5/scram.
+PASSWORDS = {
+    "sy_scram": "scram-pass",
+    "sy_md5": "md5-pass",
+    "sy_trust": "trust-pass",
+    "sy_admin": "admin-pass",
+}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "proxy_only: behaviour of the proxy that Postgres itself does not have")
+
+
+def pytest_collection_modifyitems(config, items):
+    if DIRECT:
+        skip = pytest.mark.skip(reason="SWITCHYARD_TEST_DIRECT=1: proxy-only behaviour")
+        for item in items:
+            if "proxy_only" in item.keywords:
+                item.add_marker(skip)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_accepts(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+# ---- the cluster ------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Cluster:
+    primary_port: int
+    replica_port: int
+    socket_dir: str
+    pg_bin: str
+
+    def superuser(self, port: int | None = None, dbname: str = "sydb") -> psycopg.Connection:
+        """postgres over the unix socket (hba: local trust), autocommit."""
+        return psycopg.connect(
+            host=self.socket_dir, port=port or self.primary_port, user="postgres", dbname=dbname, autocommit=True
+        )
+
+    def admin(self, dbname: str = "sydb") -> psycopg.Connection:
+        """sy_admin (superuser) over TCP straight to the primary, autocommit."""
+        return psycopg.connect(
+            host="127.0.0.1", port=self.primary_port, user="sy_admin", password=PASSWORDS["sy_admin"],
+            dbname=dbname, autocommit=True, sslmode="disable", connect_timeout=5,
+        )
+
+    def sql(self, query: str, params=None):
+        """Runs one statement as postgres on the primary; returns all rows (or None)."""
+        with self.superuser() as conn:
+            cur = conn.execute(query, params)
+            return cur.fetchall() if cur.description else None
+
+    def scram_secret(self, user: str) -> str:
+        return self.sql("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (user,))[0][0]
+
+    def ensure_role(self, name: str, password: str) -> None:
+        """A SCRAM login role (idempotent), for tests that need a user of their own."""
+        with self.superuser() as conn:
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone()
+            conn.execute("SET password_encryption = 'scram-sha-256'")
+            verb = "ALTER" if exists else "CREATE"
+            conn.execute(f"{verb} ROLE {name} LOGIN PASSWORD '{password}'")
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    env = os.environ
+    if env.get("PRIMARY_PORT") and env.get("PGHOST_SOCKET_DIR"):
+        yield Cluster(
+            int(env["PRIMARY_PORT"]), int(env.get("REPLICA_PORT", "0")), env["PGHOST_SOCKET_DIR"],
+            env.get("PG_BIN", "/usr/lib/postgresql/15/bin"),
+        )
+        return
+    d = tempfile.mkdtemp(prefix="sy-it-")
+    os.chmod(d, 0o755)
+    script = REPO_ROOT / "scripts" / "cluster.sh"
+    r = subprocess.run([str(script), "start", d], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.fail(f"scripts/cluster.sh start failed:\n{r.stdout}\n{r.stderr}", pytrace=False)
+    vals = dict(line.split("=", 1) for line in r.stdout.split() if "=" in line)
+    try:
+        yield Cluster(int(vals["PRIMARY_PORT"]), int(vals["REPLICA_PORT"]), vals["PGHOST_SOCKET_DIR"], vals["PG_BIN"])
+    finally:
+        subprocess.run([str(script), "stop", d], capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def pg_bin(cluster) -> str:
+    """Directory of psql/pgbench."""
+    return cluster.pg_bin if os.path.exists(os.path.join(cluster.pg_bin, "psql")) else os.path.dirname(shutil.which("psql"))
+
+
+# ---- the binary -------------------------------------------------------------------------
+
+
+def switchyard_bin() -> str:
+    """The binary under test; fails (never skips) the calling test when it is missing."""
+    path = os.environ.get("SWITCHYARD_BIN", "")
+    if not path:
+        pytest.fail("SWITCHYARD_BIN is not set (scripts/test.sh sets it to the built binary)", pytrace=False)
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        pytest.fail(f"SWITCHYARD_BIN={path} is not an executable file (did swift build succeed?)", pytrace=False)
+    return path
+
+
+@pytest.fixture
+def bin_path() -> str:
+    return switchyard_bin()
+
+
+# ---- the proxy --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Proxy:
+    port: int
+    config_path: Path
+    userlist_path: Path
+    log_path: Path
+    process: subprocess.Popen | None
+    host: str = "127.0.0.1"
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def log(self) -> str:
+        """Everything the proxy wrote to stdout/stderr so far."""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def alive(self) -> bool:
+        return self.process is None or self.process.poll() is None
+
+    def assert_alive(self) -> None:
+        assert self.alive(), f"switchyard exited with {self.process.returncode}; log:\n{self.log()[-4000:]}"
+        assert port_accepts(self.port), f"switchyard no longer accepts on {self.port}; log:\n{self.log()[-4000:]}"
+
+    def conninfo(self, user: str = "sy_scram", password: str | None = None, dbname: str = "sydb", **kw) -> dict:
+        info = dict(
+            host=self.host, port=self.port, user=user, dbname=dbname,
+            password=PASSWORDS.get(user, "") if password is None else password,
+            sslmode="disable", gssencmode="disable", connect_timeout=10,
+        )
+        info.update(kw)
+        return info
+
+    def connect(self, user: str = "sy_scram", password: str | None = None, autocommit: bool = True, **kw) -> psycopg.Connection:
+        return psycopg.connect(autocommit=autocommit, **self.conninfo(user, password, **kw))
+
+    def login_error(self, user: str = "sy_scram", password: str | None = None, **kw) -> tuple[str | None, str]:
+        """(sqlstate, message) of a failed login, via asyncpg: libpq (psycopg) does not expose the
+        SQLSTATE of an error received during connection startup. Fails the test if login works."""
+        pw = PASSWORDS.get(user, "") if password is None else password
+
+        async def attempt():
+            conn = await asyncpg.connect(
+                host=self.host, port=self.port, user=user, password=pw, database=kw.get("dbname", "sydb"),
+                ssl=False, timeout=10,
+            )
+            await conn.fetchval("SELECT 1")
+            await conn.close()
+
+        try:
+            asyncio.run(attempt())
+        except asyncpg.PostgresError as e:
+            return e.sqlstate, str(e)
+        pytest.fail(f"login as {user} succeeded but was expected to fail")
+
+    def wait_for_log(self, needle: str, timeout: float = 5.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.log()
+            if needle in text:
+                return text
+            time.sleep(0.05)
+        raise AssertionError(f"{needle!r} not in the proxy log after {timeout}s:\n{self.log()[-4000:]}")
+
+    def rss_kb(self) -> int:
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise AssertionError("no VmRSS")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+
+
+def write_userlist(path: Path, users: dict[str, str]) -> None:
+    lines = [f'"{u}" "{s}"' for u, s in users.items()]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def render_config(
+    port: int, userlist: Path, primary_port: int, auth_type: str, replica_port: int | None, settings: dict,
+    primary_host: str = "127.0.0.1",
+) -> str:
+    proxy = {
+        "listen_addr": "127.0.0.1",
+        "listen_port": str(port),
+        "pool_mode": "session",
+        "auth_type": auth_type,
+        "auth_file": str(userlist),
+        "default_pool_size": "20",
+        "max_client_conn": "1000",
+        "server_reset_query": "DISCARD ALL",
+        "admin_users": "sy_admin",
+        "log_level": "info",
+        "server_connect_timeout": "5s",
+        "client_login_timeout": "60s",
+        "query_wait_timeout": "120s",
+        "max_packet_size": "1GB",
+    }
+    proxy.update({k: str(v) for k, v in settings.items()})
+    out = ["[proxy]"] + [f"{k} = {v}" for k, v in proxy.items()]
+    out += ["", "[primary]", f"host = {primary_host}", f"port = {primary_port}"]
+    if replica_port:
+        out += ["", "[replica.r1]", "host = 127.0.0.1", f"port = {replica_port}", "weight = 1"]
+    return "\n".join(out) + "\n"
+
+
+@pytest.fixture
+def start_proxy(cluster, tmp_path):
+    """Factory: start_proxy(auth_type=..., users={user: secret}, primary_port=..., primary_host=...,
+    replica=False,
+    wait=True, **proxy_settings) -> Proxy. Every proxy is stopped at teardown."""
+    started: list[Proxy] = []
+    counter = iter(range(1000))
+
+    def start(
+        auth_type: str = "scram-sha-256",
+        users: dict[str, str] | None = None,
+        primary_port: int | None = None,
+        primary_host: str = "127.0.0.1",
+        replica: bool = False,
+        wait: bool = True,
+        **settings,
+    ) -> Proxy:
+        n = next(counter)
+        userlist = tmp_path / f"userlist{n}.txt"
+        config = tmp_path / f"proxy{n}.conf"
+        log = tmp_path / f"switchyard{n}.log"
+        write_userlist(userlist, dict(PASSWORDS) if users is None else users)
+        if DIRECT:
+            p = Proxy(cluster.primary_port, config, userlist, log, None)
+            started.append(p)
+            return p
+        binary = switchyard_bin()
+        port = free_port()
+        config.write_text(
+            render_config(
+                port, userlist, primary_port or cluster.primary_port, auth_type,
+                cluster.replica_port if replica else None, settings, primary_host,
+            )
+        )
+        with open(log, "wb") as logf:
+            proc = subprocess.Popen(
+                [binary, "--config", str(config)], stdout=logf, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, cwd=tmp_path,
+            )
+        p = Proxy(port, config, userlist, log, proc)
+        started.append(p)
+        if wait:
+            deadline = time.monotonic() + 15
+            while not port_accepts(port):
+                if proc.poll() is not None:
+                    pytest.fail(f"switchyard exited with {proc.returncode} before listening; log:\n{p.log()[-4000:]}", pytrace=False)
+                if time.monotonic() > deadline:
+                    pytest.fail(f"switchyard did not listen on {port} within 15 s; log:\n{p.log()[-4000:]}", pytrace=False)
+                time.sleep(0.05)
+        return p
+
+    yield start
+    for p in started:
+        p.stop()
+
+
+@pytest.fixture
+def proxy(start_proxy) -> Proxy:
+    """A proxy with the defaults: scram-sha-256 clients, plaintext userlist, primary only."""
+    return start_proxy()
+
+
+def pg_env(proxy: Proxy, user: str = "sy_scram") -> dict:
+    """Environment for psql/pgbench against the proxy."""
+    env = dict(os.environ)
+    env.update(PGHOST=proxy.host, PGPORT=str(proxy.port), PGUSER=user, PGDATABASE="sydb",
+               PGPASSWORD=PASSWORDS[user], PGCONNECT_TIMEOUT="10")
+    return env
