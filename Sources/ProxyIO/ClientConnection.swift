@@ -134,13 +134,12 @@ final class ClientConnection: StreamHandler, Hashable {
 
     /// The pool gives this client a server: apply its startup parameters, then greet it.
     func attach(_ server: ServerConnection) {
+        server.phase = .active
         guard case .waitingForServer = phase else {
             // Gone meanwhile: hand the server back.
-            server.client = nil
             return server.release()
         }
         server.client = self
-        server.phase = .active
         phase = .settingUp(server)
         let sets = Self.setStatements(for: info?.parameters ?? [], server: server.parameters)
         if sets.isEmpty {

@@ -11,6 +11,9 @@ Environment:
   SWITCHYARD_TEST_DIRECT=1
                       self-check of the suite: "proxies" are the primary itself, no binary is
                       started, tests marked proxy_only are skipped
+  SWITCHYARD_TEST_REFERENCE=pgbouncer
+                      self-check of the suite: each "proxy" is Debian's PgBouncer with the same
+                      settings (shows which tests describe behaviour PgBouncer also has)
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DIRECT = os.environ.get("SWITCHYARD_TEST_DIRECT") == "1"
+REFERENCE = os.environ.get("SWITCHYARD_TEST_REFERENCE", "")
 
 # Passwords of the roles scripts/cluster.sh creates. sy_trust has none on the server (trust);
 # the proxy's client side still asks for the userlist one when auth_type is md5/scram.
@@ -153,11 +157,6 @@ def switchyard_bin() -> str:
     if not (os.path.isfile(path) and os.access(path, os.X_OK)):
         pytest.fail(f"SWITCHYARD_BIN={path} is not an executable file (did swift build succeed?)", pytrace=False)
     return path
-
-
-@pytest.fixture
-def bin_path() -> str:
-    return switchyard_bin()
 
 
 # ---- the proxy --------------------------------------------------------------------------
@@ -306,6 +305,13 @@ def start_proxy(cluster, tmp_path):
             p = Proxy(cluster.primary_port, config, userlist, log, None)
             started.append(p)
             return p
+        if REFERENCE == "pgbouncer":
+            p = start_pgbouncer(
+                userlist, auth_type, primary_host, primary_port or cluster.primary_port, settings,
+                DIRECT_USERS if users is None else users,
+            )
+            started.append(p)
+            return p
         binary = switchyard_bin()
         port = free_port()
         config.write_text(
@@ -334,6 +340,60 @@ def start_proxy(cluster, tmp_path):
     yield start
     for p in started:
         p.stop()
+        if p.config_path.parent.name.startswith("sy-pgb-"):
+            shutil.rmtree(p.config_path.parent, ignore_errors=True)
+
+
+DIRECT_USERS = dict(PASSWORDS)
+
+
+def _pgb_value(key: str, value: str) -> str:
+    """Switchyard's unit suffixes -> PgBouncer's plain numbers (seconds, bytes)."""
+    import re
+
+    m = re.fullmatch(r"(\d+)\s*(ms|s|min|kB|MB|GB)?", value)
+    if not m or key in ("listen_port", "default_pool_size", "max_client_conn"):
+        return value
+    n, unit = int(m.group(1)), m.group(2)
+    scale = {None: 1, "s": 1, "min": 60, "kB": 1024, "MB": 1 << 20, "GB": 1 << 30}
+    if unit == "ms":
+        return str(max(1, n // 1000))
+    return str(min(n * scale[unit], 2147483647))
+
+
+def start_pgbouncer(userlist_src, auth_type, host, port, settings, users) -> Proxy:
+    """Reference mode: PgBouncer as the system under test (runs as postgres: it refuses root)."""
+    d = Path(tempfile.mkdtemp(prefix="sy-pgb-"))
+    os.chmod(d, 0o755)
+    write_userlist(d / "userlist.txt", users)
+    listen = free_port()
+    ini = {
+        "listen_addr": "127.0.0.1", "listen_port": str(listen), "unix_socket_dir": "", "auth_type": auth_type,
+        "auth_file": str(d / "userlist.txt"), "pool_mode": "session", "default_pool_size": "20",
+        "max_client_conn": "1000", "server_reset_query": "DISCARD ALL", "admin_users": "sy_admin",
+        "server_connect_timeout": "5", "server_login_retry": "1", "max_packet_size": "1073741824",
+    }
+    for k, v in settings.items():
+        if k in ("client_login_timeout", "query_wait_timeout", "server_connect_timeout", "max_packet_size",
+                 "default_pool_size", "max_client_conn", "server_reset_query"):
+            ini[k] = _pgb_value(k, str(v))
+    text = f"[databases]\nsydb = host={host} port={port} dbname=sydb\n\n[pgbouncer]\n"
+    text += "".join(f"{k} = {v}\n" for k, v in ini.items())
+    (d / "pgbouncer.ini").write_text(text)
+    log = d / "pgbouncer.log"
+    cmd = ["pgbouncer", str(d / "pgbouncer.ini")]
+    if os.getuid() == 0:
+        subprocess.run(["chown", "-R", "postgres:", str(d)], check=True)
+        cmd = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", *cmd]
+    with open(log, "wb") as logf:
+        proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=d)
+    p = Proxy(listen, d / "pgbouncer.ini", d / "userlist.txt", log, proc)
+    deadline = time.monotonic() + 10
+    while not port_accepts(listen):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"pgbouncer did not start:\n{p.log()}", pytrace=False)
+        time.sleep(0.05)
+    return p
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from conftest import PASSWORDS, free_port, render_config, write_userlist
+from conftest import PASSWORDS, free_port, render_config, switchyard_bin, write_userlist
 
 pytestmark = pytest.mark.proxy_only
 
@@ -21,13 +21,15 @@ def good_config(tmp_path, cluster):
     return conf
 
 
-def test_check_good_config(bin_path, tmp_path, cluster):
+def test_check_good_config(tmp_path, cluster):
+    bin_path = switchyard_bin()
     conf = good_config(tmp_path, cluster)
     r = run(bin_path, "--config", str(conf), "--check")
     assert r.returncode == 0, f"--check rejected a good config:\n{r.stdout}\n{r.stderr}"
 
 
-def test_check_unknown_key_names_file_line_and_key(bin_path, tmp_path, cluster):
+def test_check_unknown_key_names_file_line_and_key(tmp_path, cluster):
+    bin_path = switchyard_bin()
     conf = good_config(tmp_path, cluster)
     lines = conf.read_text().splitlines()
     lines.insert(3, "bogus_key_xyz = 1")  # becomes line 4
@@ -49,7 +51,8 @@ def test_check_unknown_key_names_file_line_and_key(bin_path, tmp_path, cluster):
         ("max_packet_size", "-1"),
     ],
 )
-def test_check_bad_value_names_file_line_and_key(bin_path, tmp_path, cluster, key, value):
+def test_check_bad_value_names_file_line_and_key(tmp_path, cluster, key, value):
+    bin_path = switchyard_bin()
     conf = good_config(tmp_path, cluster)
     lines = conf.read_text().splitlines()
     idx = next(i for i, l in enumerate(lines) if l.split("=")[0].strip() == key)
@@ -62,19 +65,22 @@ def test_check_bad_value_names_file_line_and_key(bin_path, tmp_path, cluster, ke
     assert key in out, out
 
 
-def test_check_missing_file(bin_path, tmp_path):
+def test_check_missing_file(tmp_path):
+    bin_path = switchyard_bin()
     r = run(bin_path, "--config", str(tmp_path / "nope.conf"), "--check")
     assert r.returncode != 0
     assert "nope.conf" in r.stdout + r.stderr
 
 
-def test_version(bin_path):
+def test_version():
+    bin_path = switchyard_bin()
     r = run(bin_path, "--version")
     assert r.returncode == 0, r.stderr
     assert any(ch.isdigit() for ch in r.stdout + r.stderr), r.stdout
 
 
-def test_help(bin_path):
+def test_help():
+    bin_path = switchyard_bin()
     r = run(bin_path, "--help")
     assert r.returncode == 0, r.stderr
     assert "--config" in r.stdout + r.stderr

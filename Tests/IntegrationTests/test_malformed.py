@@ -31,7 +31,7 @@ STARTUP_CASES = {
     "length absurd": struct.pack("!ii", 0x7FFFFFF0, 196608),
     "length negative": struct.pack("!ii", -8, 196608),
     "length too small": struct.pack("!i", 4) + b"\0\0\0\0",
-    "length 7": struct.pack("!i", 7) + b"\0\3\0",
+    "length 7": struct.pack("!i", 7) + b"\0\3\0\0",  # 8 bytes sent, so the header is complete
     "protocol 2.0": startup_packet("sy_scram", protocol=0x00020000),
     "protocol 4.0": startup_packet("sy_scram", protocol=0x00040000),
     "http garbage": b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",

@@ -118,8 +118,8 @@ public enum ConfigKeys {
                "How long a client may wait for a server connection; 0 waits forever."),
         .proxy("max_packet_size", \.maxPacketSize, .size(min: 16 << 10),
                "Largest protocol message accepted; larger ones close the connection."),
-        .proxy("workers", \.workers, .integer(min: 1, max: 64),
-               "Event-loop threads."),
+        .proxy("workers", \.workers, .integer(min: 1, max: 1),
+               "Event-loop threads. Only 1 in this version (the code keeps per-loop state so more can come)."),
         .proxy("pid_file", \.pidFile, .path,
                "File to write the process id to; relative to the config file's folder."),
 
