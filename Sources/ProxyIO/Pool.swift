@@ -18,7 +18,7 @@ final class Pool {
         self.proxy = proxy
         self.database = database
         self.user = user
-        self.machine = PoolStateMachine(maxSize: size)
+        self.machine = PoolStateMachine(maxSize: size, retryDelay: proxy.config.proxy.serverLoginRetry)
     }
 
     var label: String { "\(database)/\(user)" }
@@ -36,7 +36,10 @@ final class Pool {
 
     var allServers: [ServerConnection] { machine.idle + Array(machine.active) + Array(opening) }
 
-    func request(for client: ClientConnection) { run(machine.clientRequests(client)) }
+    func request(for client: ClientConnection) { run(machine.clientRequests(client, now: monotonicNow())) }
+
+    /// Janitor tick: retries connects for waiting clients after server_login_retry.
+    func tick(now: Double) { run(machine.tick(now: now)) }
 
     func cancelWait(_ client: ClientConnection) { machine.clientLeftQueue(client) }
 
@@ -47,13 +50,13 @@ final class Pool {
 
     func serverReleased(_ server: ServerConnection) { run(machine.serverReleased(server)) }
 
-    func serverClosed(_ server: ServerConnection) { run(machine.serverClosed(server)) }
+    func serverClosed(_ server: ServerConnection) { run(machine.serverClosed(server, now: monotonicNow())) }
 
     /// A server could not be opened; `error` goes to the waiting clients if the pool is now empty.
     func serverFailed(_ server: ServerConnection, error: ErrorFields?) {
         guard opening.remove(server) != nil else { return }
         lastError = error ?? lastError
-        run(machine.serverConnectFailed())
+        run(machine.serverConnectFailed(now: monotonicNow()))
     }
 
     private var lastError: ErrorFields?
@@ -77,12 +80,12 @@ final class Pool {
         guard let address = SocketAddress.resolve(host: backend.host, port: backend.port) else {
             lastError = ErrorFields(fields: [UInt8(ascii: "C"): SQLState.unableToConnect,
                                              UInt8(ascii: "M"): "switchyard could not resolve backend \(backend.name) host \"\(backend.host)\""])
-            return run(machine.serverConnectFailed())
+            return run(machine.serverConnectFailed(now: monotonicNow()))
         }
         guard let server = ServerConnection(id: proxy.nextID(), pool: self, backend: backend, address: address) else {
             lastError = ErrorFields(fields: [UInt8(ascii: "C"): SQLState.unableToConnect,
                                              UInt8(ascii: "M"): "switchyard could not connect to backend \(backend.name) (\(address.description))"])
-            return run(machine.serverConnectFailed())
+            return run(machine.serverConnectFailed(now: monotonicNow()))
         }
         opening.insert(server)
     }

@@ -19,6 +19,7 @@ public final class Proxy {
     private var cancelKeys: [UInt64: ClientConnection] = [:]
     private var cancelForwarders: Set<CancelForwarder> = []
     private var idCounter = 0
+    private lazy var mockNonce: [UInt8] = crypto.randomBytes(32)
     private var shuttingDown = false
 
     public init(config: Config, logger: Logger) throws {
@@ -71,10 +72,13 @@ public final class Proxy {
     }
 
     func makeLoginMachine() -> ClientLoginStateMachine {
-        ClientLoginStateMachine(
+        var machine = ClientLoginStateMachine(
             authType: config.proxy.authType, crypto: crypto,
             secrets: { [unowned self] user in self.secrets[user] },
-            scramSecretFor: { [unowned self] user, password in self.scramSecret(user: user, password: password) })
+            scramSecretFor: { [unowned self] user, password in self.scramSecret(user: user, password: password) },
+            mockNonce: mockNonce)
+        machine.requireKnownUserForTrust = config.proxy.authFile != nil
+        return machine
     }
 
     /// SCRAM secrets derived from plaintext passwords are cached: PBKDF2 runs once per user, not per login.
@@ -142,6 +146,7 @@ public final class Proxy {
         for client in clients { client.checkTimeout(now: now) }
         for pool in pools.values {
             for server in pool.allServers { server.checkTimeout(now: now) }
+            pool.tick(now: now)
         }
     }
 

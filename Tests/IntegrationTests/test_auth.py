@@ -6,7 +6,7 @@ import hashlib
 import psycopg
 import pytest
 
-from conftest import PASSWORDS, DIRECT
+from conftest import PASSWORDS
 
 
 def select_user(proxy, user, password=None):

@@ -6,7 +6,6 @@ import os
 import threading
 import time
 
-import pytest
 
 
 def test_copy_10mb_round_trip(proxy):
@@ -77,4 +76,5 @@ def test_100mb_bytea_round_trip_memory_flat(proxy):
         return
     assert sampler.samples > 10
     max_mb = sampler.max_kb / 1024
+    print(f"proxy RSS: baseline {baseline_kb / 1024:.1f} MB, peak {max_mb:.1f} MB over {sampler.samples} samples")
     assert max_mb < 64, f"proxy RSS peaked at {max_mb:.1f} MB (baseline {baseline_kb / 1024:.1f} MB)"

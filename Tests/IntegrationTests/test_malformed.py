@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from pgwire import RawConn, first_error, gssenc_request, message, query, ssl_request, startup_packet
+from pgwire import RawConn, first_error, message, query, startup_packet
 
 pytestmark = pytest.mark.proxy_only
 

@@ -5,7 +5,6 @@ import struct
 import threading
 import time
 
-import psycopg
 import pytest
 from psycopg import errors
 

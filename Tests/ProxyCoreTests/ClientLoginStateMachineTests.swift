@@ -17,7 +17,7 @@ final class ClientLoginStateMachineTests: XCTestCase {
         return ClientLoginStateMachine(authType: authType, crypto: crypto, secrets: { table[$0] },
                                        scramSecretFor: { _, p in
                                            SCRAM.makeSecret(password: p, salt: Array(repeating: 7, count: 16), iterations: 4096, crypto: crypto)
-                                       })
+                                       }, mockNonce: [1, 2, 3])
     }
 
     private func startup(_ params: [(String, String)]) -> StartupPacket { .startup(parameters: params) }
@@ -308,6 +308,22 @@ final class ClientLoginStateMachineTests: XCTestCase {
         XCTAssertTrue(String(decoding: serverFirst, as: UTF8.self).hasSuffix(",i=4096"))
         guard case .success(let clientFinal) = client.receiveServerFirst(serverFirst) else { return XCTFail("bad server-first") }
         XCTAssertEqual(try failCode(m.passwordReceived(passwordFrame(clientFinal))), "28P01")
+    }
+
+    func testSCRAMUnknownUserGetsTheSameSaltEveryTime() throws {
+        // A salt that changed per attempt would tell an attacker the user does not exist.
+        func serverFirst(_ who: String) throws -> String {
+            var m = machine(.scramSHA256, [user: .plain(password)])
+            try assertSASLRequest(m.startupReceived(startup([("user", who)])))
+            var client = SCRAMClientExchange(user: who, credential: .password("guess"), crypto: crypto)
+            let initial = ProxyMessages.saslInitialResponse(mechanism: "SCRAM-SHA-256", data: client.clientFirstMessage())
+            let messages = try decode(try sentBytes(m.passwordReceived(passwordFrame(Array(initial.dropFirst(5))))))
+            guard case .authentication(.saslContinue(let first)) = messages[0] else { throw XCTSkip("no server-first") }
+            let text = String(decoding: first, as: UTF8.self)
+            return String(text[text.range(of: ",s=")!.lowerBound...])
+        }
+        XCTAssertEqual(try serverFirst("mallory"), try serverFirst("mallory"))
+        XCTAssertNotEqual(try serverFirst("mallory"), try serverFirst("eve"))
     }
 
     func testSCRAMUnknownUserIsOfferedSCRAM() throws {

@@ -434,7 +434,7 @@ final class ConfigParserTests: XCTestCase {
         XCTAssertEqual(proxyKeys, [
             "listen_addr", "listen_port", "pool_mode", "auth_type", "auth_file", "default_pool_size", "max_client_conn",
             "server_reset_query", "admin_users", "stats_users", "log_level", "server_connect_timeout",
-            "client_login_timeout", "query_wait_timeout", "max_packet_size", "workers", "pid_file",
+            "client_login_timeout", "server_login_retry", "query_wait_timeout", "max_packet_size", "workers", "pid_file",
         ])
         XCTAssertEqual(ConfigKeys.keys(in: .backend).map(\.name), ["host", "port", "weight"])
         XCTAssertEqual(ConfigKeys.keys(in: .user).map(\.name), ["pool_mode", "pool_size"])

@@ -78,6 +78,8 @@ public struct ProxySettings: Equatable, Sendable {
     public var clientLoginTimeout: Double = 60
     /// Seconds; 0 turns it off.
     public var queryWaitTimeout: Double = 120
+    /// server_login_retry, seconds: after a failed server connect or login, wait this long before trying again.
+    public var serverLoginRetry: Double = 1
     /// Bytes.
     public var maxPacketSize: Int = 1 << 30
     /// Event-loop threads.

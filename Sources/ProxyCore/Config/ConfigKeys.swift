@@ -114,6 +114,8 @@ public enum ConfigKeys {
                "How long to wait for a server connection and its login."),
         .proxy("client_login_timeout", \.clientLoginTimeout, .duration,
                "How long a client may take to log in before it is disconnected."),
+        .proxy("server_login_retry", \.serverLoginRetry, .duration,
+               "After a failed server connect or login, how long before the next try; clients arriving meanwhile to an empty pool get the error at once."),
         .proxy("query_wait_timeout", \.queryWaitTimeout, .duration,
                "How long a client may wait for a server connection; 0 waits forever."),
         .proxy("max_packet_size", \.maxPacketSize, .size(min: 16 << 10),

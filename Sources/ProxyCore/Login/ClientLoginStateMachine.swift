@@ -46,12 +46,18 @@ public struct ClientLoginStateMachine {
     let secrets: (String) -> Secret?
     let crypto: CryptoProvider
     let scramSecretFor: (String, String) -> SCRAMSecret
+    /// Per-process random bytes: an unknown user's fake SCRAM salt is derived from it and the user name,
+    /// so it is the same on every attempt and does not reveal that the user does not exist.
+    let mockNonce: [UInt8]
+    /// With an auth_file, trust still requires the user to be listed in it (PgBouncer does the same).
+    public var requireKnownUserForTrust = false
 
     /// - Parameters:
     ///   - secrets: the auth_file lookup (nil for an unknown user).
     ///   - scramSecretFor: turns a user's plaintext password into a SCRAM secret (the caller caches it).
     public init(authType: AuthType, crypto: CryptoProvider, secrets: @escaping (String) -> Secret?,
-                scramSecretFor: @escaping (String, String) -> SCRAMSecret) {
+                scramSecretFor: @escaping (String, String) -> SCRAMSecret, mockNonce: [UInt8] = []) {
+        self.mockNonce = mockNonce
         self.authType = authType
         self.crypto = crypto
         self.secrets = secrets
@@ -93,6 +99,11 @@ public struct ClientLoginStateMachine {
         let secret = secrets(login.user)
         switch authType {
         case .trust:
+            guard secret != nil || !requireKnownUserForTrust else {
+                state = .failed
+                return .fail(ProxyMessages.error(code: SQLState.invalidAuthorization, message: "no such user: \"\(login.user)\" is not in auth_file"),
+                             reason: "unknown user")
+            }
             return finish()
         case .md5:
             if case .scram? = secret { return beginSCRAM(user: login.user, secret: secret) }
@@ -119,8 +130,9 @@ public struct ClientLoginStateMachine {
         case .md5?, nil:
             // Unknown user: run the exchange against a random secret so the reply does not reveal it.
             known = false
+            let salt = Array(crypto.sha256(Array(user.utf8) + mockNonce).prefix(16))
             scram = SCRAM.makeSecret(password: String(decoding: crypto.randomBytes(12).map { 65 + $0 % 26 }, as: UTF8.self),
-                                     salt: crypto.randomBytes(16), iterations: 4096, crypto: crypto)
+                                     salt: salt, iterations: SCRAM.defaultIterations, crypto: crypto)
         }
         state = .awaitingSASLInitial(user: user, exchange: SCRAMServerExchange(secret: scram, crypto: crypto), known: known)
         return .send(ProxyMessages.authenticationSASL(mechanisms: ["SCRAM-SHA-256"]))

@@ -66,7 +66,12 @@ public struct ServerLoginStateMachine {
 
     private mutating func authentication(_ request: AuthenticationRequest) -> Action {
         switch (request, state) {
-        case (.ok, .authenticating), (.ok, .scram):
+        case (.ok, .authenticating):
+            state = .awaitingReady
+            return .none
+        case (.ok, .scram(let exchange)):
+            // Mutual authentication: the server must have proved it knows the secret (SASLFinal) first.
+            guard exchange.succeeded else { return fail("server sent AuthenticationOk before completing SCRAM-SHA-256") }
             state = .awaitingReady
             return .none
         case (.cleartextPassword, .authenticating):

@@ -12,6 +12,9 @@ public struct PoolStateMachine<Client: Hashable, Server: Hashable> {
     }
 
     public var maxSize: Int
+    /// After a failed connect, no new connect is tried before this time (server_login_retry).
+    public var retryDelay: Double
+    public private(set) var retryNotBefore: Double = 0
     /// Idle servers, most recently used last (reused first: keeps the working set warm).
     public private(set) var idle: [Server] = []
     /// Servers given to clients.
@@ -21,18 +24,25 @@ public struct PoolStateMachine<Client: Hashable, Server: Hashable> {
     /// Clients waiting for a server, first come first served.
     public private(set) var waiting: [Client] = []
 
-    public init(maxSize: Int) { self.maxSize = maxSize }
+    public init(maxSize: Int, retryDelay: Double = 0) {
+        self.maxSize = maxSize
+        self.retryDelay = retryDelay
+    }
 
     /// Every server the pool owns or is opening.
     public var total: Int { idle.count + active.count + connecting }
 
-    public mutating func clientRequests(_ client: Client) -> [Action] {
+    public mutating func clientRequests(_ client: Client, now: Double = 0) -> [Action] {
         if let server = idle.popLast() {
             active.insert(server)
             return [.attach(client, server)]
         }
+        if total == 0 && now < retryNotBefore {
+            // Logins are failing and nothing could ever free up: fail now instead of hanging.
+            return [.fail([client])]
+        }
         waiting.append(client)
-        return growIfNeeded()
+        return growIfNeeded(now: now)
     }
 
     /// A client stopped waiting (disconnected or timed out).
@@ -42,13 +52,15 @@ public struct PoolStateMachine<Client: Hashable, Server: Hashable> {
 
     /// A new server finished its login.
     public mutating func serverConnected(_ server: Server) -> [Action] {
+        guard connecting > 0 else { return [] }
         connecting -= 1
+        retryNotBefore = 0
         return serverAvailable(server)
     }
 
-    /// A server came back clean from a client (reset done).
+    /// A server came back clean from a client (reset done). A server the pool does not hold as active is ignored.
     public mutating func serverReleased(_ server: Server) -> [Action] {
-        active.remove(server)
+        guard active.remove(server) != nil else { return [] }
         return serverAvailable(server)
     }
 
@@ -63,24 +75,34 @@ public struct PoolStateMachine<Client: Hashable, Server: Hashable> {
     }
 
     /// Opening a server failed. With nothing left in the pool, the waiting clients get the error.
-    public mutating func serverConnectFailed() -> [Action] {
+    /// Opening a server failed. With nothing left in the pool, the waiting clients get the error; otherwise
+    /// they keep waiting for the servers that are alive, and no new connect is tried for `retryDelay`.
+    public mutating func serverConnectFailed(now: Double = 0) -> [Action] {
+        guard connecting > 0 else { return [] }
         connecting -= 1
+        retryNotBefore = now + retryDelay
         if total == 0 && !waiting.isEmpty {
             let failed = waiting
             waiting.removeAll()
             return [.fail(failed)]
         }
-        return growIfNeeded()
+        return growIfNeeded(now: now)
     }
 
     /// A server went away (broken, or closed instead of reset).
-    public mutating func serverClosed(_ server: Server) -> [Action] {
+    public mutating func serverClosed(_ server: Server, now: Double = 0) -> [Action] {
         idle.removeAll { $0 == server }
         active.remove(server)
-        return growIfNeeded()
+        return growIfNeeded(now: now)
     }
 
-    private mutating func growIfNeeded() -> [Action] {
+    /// The janitor's tick: retry opening servers for waiting clients once the retry delay has passed.
+    public mutating func tick(now: Double) -> [Action] {
+        growIfNeeded(now: now)
+    }
+
+    private mutating func growIfNeeded(now: Double) -> [Action] {
+        guard now >= retryNotBefore else { return [] }
         // Open as many as the queue needs beyond what is already being opened, within the cap.
         var actions: [Action] = []
         while waiting.count > connecting && total < maxSize {
