@@ -8,6 +8,8 @@ import ProxyCore
 final class ClientConnection: StreamHandler, Hashable {
     enum Phase {
         case startup
+        /// Transaction mode, logged in, between transactions: no server.
+        case idle
         case waitingForServer
         case settingUp(ServerConnection)
         case active(ServerConnection)
@@ -26,13 +28,22 @@ final class ClientConnection: StreamHandler, Hashable {
     var processID: Int32 = 0
     var secretKey: Int32 = 0
     /// Bytes owed to the server of the message being forwarded.
-    private var remaining = 0
+    var remaining = 0
     let connectedAt: Double
     var waitingSince = 0.0
     /// Over max_client_conn: refused once its startup packet is read.
     var overLimit = false
     /// Bytes to send before AuthenticationOk (the SASL final message).
     private var authPrefix: [UInt8] = []
+    /// Login replies (ParameterStatus, BackendKeyData) have been sent.
+    private var greeted = false
+    var poolMode: PoolMode = .session
+    /// Session parameters and pins that follow the client across servers (transaction mode).
+    var session = SessionState()
+    /// Effects of statements sent in the current transaction, applied when it commits.
+    var pendingEffects: [SessionEffect] = []
+    /// The client's protocol-level named statements (transaction mode renames them).
+    var statements = ClientStatements()
 
     var log: Logger { proxy.logger }
 
@@ -57,6 +68,7 @@ final class ClientConnection: StreamHandler, Hashable {
         switch phase {
         case .startup: readLogin()
         case .active: relayToServer()
+        case .idle: idleInput()
         case .waitingForServer, .settingUp, .closed:
             // Bytes sent before the login completes stay buffered until a server is attached.
             break
@@ -127,6 +139,16 @@ final class ClientConnection: StreamHandler, Hashable {
 
     func waitForServer(in pool: Pool) {
         self.pool = pool
+        poolMode = pool.poolMode
+        for (name, value) in StartupOptions.effectiveParameters(info?.parameters ?? []) {
+            session.parameters[name] = SQLText.quote(value)
+        }
+        requestServer()
+    }
+
+    /// Transaction mode: the client sent something and needs a server again.
+    func requestServer() {
+        guard let pool else { return }
         phase = .waitingForServer
         waitingSince = monotonicNow()
         pool.request(for: self)
@@ -140,28 +162,26 @@ final class ClientConnection: StreamHandler, Hashable {
             return server.release()
         }
         server.client = self
+        server.tracking = poolMode == .transaction
         phase = .settingUp(server)
-        let sets = Self.setStatements(for: info?.parameters ?? [], server: server.parameters)
-        if sets.isEmpty {
+        let settings = proxy.config.proxy
+        var sql = SessionState.syncSQL(from: server.effectiveParams(for: session.parameters), to: session.parameters)
+        if !settings.serverCheckQuery.isEmpty, monotonicNow() - server.idleSince >= settings.serverCheckDelay {
+            sql = settings.serverCheckQuery + ";" + sql
+        }
+        if sql.isEmpty {
             serverReady(server)
         } else {
-            server.runInternal(.setup, sql: sets)
+            server.runInternal(.setup, sql: sql)
         }
-    }
-
-    /// SET statements that bring a server to the client's startup parameters.
-    static func setStatements(for parameters: [(String, String)], server: [String: String]) -> String {
-        var sql = ""
-        for (name, value) in StartupOptions.effectiveParameters(parameters) where server[name] != value {
-            sql += "SET \(name) = '\(value.replacingOccurrences(of: "'", with: "''"))';"
-        }
-        return sql
     }
 
     /// The server is set up: send the login replies and start relaying.
     func serverReady(_ server: ServerConnection) {
         guard case .settingUp = phase else { return }
         phase = .active(server)
+        if greeted { return relayToServer() }
+        greeted = true
         var greeting = authPrefix + ProxyMessages.authenticationOk()
         authPrefix = []
         for (name, value) in server.parameters.sorted(by: { $0.key < $1.key }) {
@@ -171,7 +191,45 @@ final class ClientConnection: StreamHandler, Hashable {
         greeting += ProxyMessages.readyForQuery(.idle)
         stream.write(greeting)
         log.debug("client got server", metadata: ["client": "\(label)", "server": "\(server.label)"])
-        relayToServer()
+        if poolMode == .transaction {
+            transactionEnded(on: server)
+        } else {
+            relayToServer()
+        }
+    }
+
+    /// Transaction mode: the server reported idle with nothing in flight. Commit the transaction's session
+    /// effects, and give the server back unless the client is pinned.
+    func transactionEnded(on server: ServerConnection) {
+        guard case .active(let current) = phase, current === server else { return }
+        if !pendingEffects.isEmpty {
+            if !server.transactionFailed {
+                for effect in pendingEffects { commit(effect, on: server) }
+                server.sessionParams = session.parameters
+            }
+            pendingEffects.removeAll()
+        }
+        server.transactionFailed = false
+        server.watchCommandTags = false
+        if session.isPinned || remaining > 0 {
+            if session.isPinned { log.debug("client pinned", metadata: ["client": "\(label)", "reason": "\(session.pinReason ?? "")"]) }
+            return relayToServer()
+        }
+        phase = .idle
+        server.goIdle()
+        idleInput()
+    }
+
+    private func commit(_ effect: SessionEffect, on server: ServerConnection) {
+        session.apply(effect)
+        server.forget(effect)
+        switch effect {
+        case .discardAll, .deallocate(nil):
+            statements.removeAll()
+        case .set, .reset, .resetAll, .discardTemp, .deallocate, .sqlPrepare, .listen, .unlisten, .advisoryLock,
+             .advisoryUnlock, .advisoryUnlockAll, .createTemp, .declareWithHold, .closeCursor, .unknownSessionChange:
+            break
+        }
     }
 
     // MARK: Relay
@@ -179,6 +237,7 @@ final class ClientConnection: StreamHandler, Hashable {
     /// Moves client messages to the server. Looks at headers to count ReadyForQuery owed; Terminate ends the session.
     func relayToServer() {
         guard case .active(let server) = phase else { return }
+        if poolMode == .transaction { return relayTransaction(to: server) }
         let out = server.stream
         let maxLength = proxy.config.proxy.maxPacketSize
         while true {
@@ -256,7 +315,7 @@ final class ClientConnection: StreamHandler, Hashable {
             if clean && remaining == 0 { server.release() } else { server.close(reason: "client failed") }
         case .waitingForServer:
             pool?.cancelWait(self)
-        case .startup, .closed:
+        case .startup, .idle, .closed:
             break
         }
     }
@@ -273,7 +332,7 @@ final class ClientConnection: StreamHandler, Hashable {
             if settings.queryWaitTimeout > 0, now - waitingSince > settings.queryWaitTimeout {
                 fail(code: SQLState.connectionFailure, message: "query_wait_timeout: no server connection became free in time", reason: "query wait timeout")
             }
-        case .settingUp, .active, .closed:
+        case .idle, .settingUp, .active, .closed:
             break
         }
     }

@@ -8,6 +8,7 @@ final class Pool {
     let proxy: Proxy
     let database: String
     let user: String
+    let poolMode: PoolMode
     private(set) var machine: PoolStateMachine<ClientConnection, ServerConnection>
     /// Servers being opened (owned here until they log in; then the machine's collections hold them).
     private var opening: Set<ServerConnection> = []
@@ -18,6 +19,7 @@ final class Pool {
         self.proxy = proxy
         self.database = database
         self.user = user
+        self.poolMode = proxy.config.poolMode(forUser: user)
         self.machine = PoolStateMachine(maxSize: size, retryDelay: proxy.config.proxy.serverLoginRetry)
     }
 
@@ -38,8 +40,22 @@ final class Pool {
 
     func request(for client: ClientConnection) { run(machine.clientRequests(client, now: monotonicNow())) }
 
-    /// Janitor tick: retries connects for waiting clients after server_login_retry.
-    func tick(now: Double) { run(machine.tick(now: now)) }
+    /// Janitor tick: closes servers idle past server_idle_timeout (above min_pool_size) or older than
+    /// server_lifetime, retries connects for waiting clients, and keeps min_pool_size servers open.
+    func tick(now: Double) {
+        let settings = proxy.config.proxy
+        var total = machine.total
+        for server in machine.idle {
+            let tooOld = settings.serverLifetime > 0 && now - server.openedAt > settings.serverLifetime
+            let idleTooLong = settings.serverIdleTimeout > 0 && now - server.idleSince > settings.serverIdleTimeout
+                && total > settings.minPoolSize
+            if tooOld || idleTooLong {
+                total -= 1
+                server.close(reason: tooOld ? "server_lifetime" : "server_idle_timeout")
+            }
+        }
+        run(machine.tick(now: now, minimum: settings.minPoolSize))
+    }
 
     func cancelWait(_ client: ClientConnection) { machine.clientLeftQueue(client) }
 

@@ -19,6 +19,10 @@ public final class Proxy {
     private var cancelKeys: [UInt64: ClientConnection] = [:]
     private var cancelForwarders: Set<CancelForwarder> = []
     private var idCounter = 0
+    /// Protocol-level prepared statements of all clients (transaction mode): one id per distinct query.
+    private var registry = StatementRegistry()
+    /// Session effects of each registered statement (a prepared SET applies when executed).
+    private(set) var statementEffects: [Int: [SessionEffect]] = [:]
     private lazy var mockNonce: [UInt8] = crypto.randomBytes(32)
     private var shuttingDown = false
 
@@ -120,6 +124,32 @@ public final class Proxy {
 
     private func cancelKey(_ pid: Int32, _ secret: Int32) -> UInt64 {
         UInt64(UInt32(bitPattern: pid)) << 32 | UInt64(UInt32(bitPattern: secret))
+    }
+
+    // MARK: Prepared statements
+
+    func registerStatement(_ key: StatementKey) -> Int {
+        let before = registry.count
+        let id = registry.id(for: key)
+        if registry.count > before, SessionAnalyzer.mayHaveEffects(key.query) {
+            let effects = SessionAnalyzer.effects(of: key.query)
+            if !effects.isEmpty { statementEffects[id] = effects }
+        }
+        return id
+    }
+
+    func statementKey(_ id: Int) -> StatementKey? { registry.key(for: id) }
+
+    /// Statements some server parsed without error: a client's Parse of one of them can be answered locally.
+    private(set) var validStatements: Set<Int> = []
+
+    func knownValidStatement(_ key: StatementKey) -> Int? {
+        guard let id = registry.existingID(for: key), validStatements.contains(id) else { return nil }
+        return id
+    }
+
+    func markStatementsValid(_ ids: [Int]) {
+        for id in ids { validStatements.insert(id) }
     }
 
     // MARK: Cancel

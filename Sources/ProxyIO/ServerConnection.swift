@@ -18,7 +18,7 @@ final class ServerConnection: StreamHandler, Hashable {
     }
 
     enum InternalQuery {
-        case setup      // SETs for a client's startup parameters
+        case setup      // health check and SETs that bring the server to the client's session parameters
         case reset      // server_reset_query after a client left
     }
 
@@ -36,6 +36,25 @@ final class ServerConnection: StreamHandler, Hashable {
     var address: SocketAddress
     let openedAt: Double
     var deadline: Double
+    /// When the server last went idle in the pool (server_idle_timeout, server_check_delay).
+    var idleSince: Double = 0
+    /// Parameters SET on this server (name -> SQL text of the value) since its last reset.
+    var sessionParams: [String: String] = [:]
+
+    // Transaction-mode state: statements prepared here, and the responses still owed to the client.
+    var statements: ServerStatementCache
+    /// Statements whose server copy may be wrong (DDL changed them, or a batch with their Parse failed):
+    /// the next use sends Close before Parse (Close of a missing statement is not an error).
+    var staleStatements: Set<Int> = []
+    /// Statements parsed since the last ReadyForQuery: if the batch fails they become stale.
+    var parsedSinceReady: [Int] = []
+    var tracker = ResponseTracker()
+    /// Transaction mode: track responses (rewritten prepared statements, session effects).
+    var tracking = false
+    /// An error arrived since the last ReadyForQuery(idle), or the transaction ended with ROLLBACK.
+    var transactionFailed = false
+    /// Look at CommandComplete tags (only while the client has session effects waiting for commit).
+    var watchCommandTags = false
 
     // Relay state: bytes still to forward of the current server message.
     private var remaining = 0
@@ -60,6 +79,7 @@ final class ServerConnection: StreamHandler, Hashable {
         let now = monotonicNow()
         openedAt = now
         deadline = now + pool.proxy.config.proxy.serverConnectTimeout
+        statements = ServerStatementCache(capacity: pool.proxy.config.proxy.maxPreparedStatements)
         stream = Stream(base: pool.proxy.loop.base, fd: fd, handler: DummyHandler.shared)
         stream.handler = self
         guard stream.connect(to: address) else {
@@ -76,6 +96,7 @@ final class ServerConnection: StreamHandler, Hashable {
     /// True when nothing is in flight and no transaction is open: safe to reset and reuse.
     var isClean: Bool {
         pendingReady == 0 && !unsynced && transactionStatus == .idle && remaining == 0 && stream.inputLength == 0
+            && (!tracking || tracker.isEmpty)
     }
 
     // MARK: StreamHandler
@@ -143,6 +164,7 @@ final class ServerConnection: StreamHandler, Hashable {
                 processID = pid
                 secretKey = key
                 phase = .idle
+                idleSince = monotonicNow()
                 log.debug("server connected", metadata: ["server": "\(label)"])
                 pool.serverLoggedIn(self)
                 return
@@ -198,11 +220,12 @@ final class ServerConnection: StreamHandler, Hashable {
         case .setup:
             guard let client else { return release() }
             if let error {
-                log.info("client startup parameters rejected", metadata: ["server": "\(label)", "error": "\(error.message)"])
-                client.fail(code: error.sqlState, message: error.message, reason: "bad startup parameter")
+                log.info("session parameters rejected", metadata: ["server": "\(label)", "error": "\(error.message)"])
+                client.fail(code: error.sqlState, message: error.message, reason: "bad session parameter")
                 close(reason: "setup failed")
                 return
             }
+            sessionParams = client.session.parameters
             client.serverReady(self)
         case .reset:
             if let error {
@@ -210,9 +233,50 @@ final class ServerConnection: StreamHandler, Hashable {
                 return close(reason: "reset failed")
             }
             guard status == .idle else { return close(reason: "reset left a transaction open") }
-            phase = .idle
-            pool.serverReleased(self)
+            for effect in SessionAnalyzer.effects(of: proxy.config.proxy.serverResetQuery) { forget(effect) }
+            goIdle()
         }
+    }
+
+    /// What the server forgets when a session-clearing statement ran on it.
+    func forget(_ effect: SessionEffect) {
+        switch effect {
+        case .discardAll:
+            sessionParams = [:]
+            statements.removeAll()
+            staleStatements = []
+        case .resetAll: sessionParams = [:]
+        case .deallocate(nil):
+            statements.removeAll()
+            staleStatements = []
+        case .set, .reset, .discardTemp, .deallocate, .sqlPrepare, .listen, .unlisten, .advisoryLock, .advisoryUnlock,
+             .advisoryUnlockAll, .createTemp, .declareWithHold, .closeCursor, .unknownSessionChange:
+            break
+        }
+    }
+
+    /// Back to the pool's idle list.
+    func goIdle() {
+        batchFailed = false
+        parsedSinceReady.removeAll()
+        phase = .idle
+        client = nil
+        tracking = false
+        tracker.reset()
+        idleSince = monotonicNow()
+        pool.serverReleased(self)
+    }
+
+    /// Session parameters as this server has them, for the keys `client` cares about: what was SET here,
+    /// else the value the server reported in ParameterStatus (quoted as SQL).
+    func effectiveParams(for client: [String: String]) -> [String: String] {
+        var view = sessionParams
+        for name in client.keys where view[name] == nil {
+            if let reported = parameters.first(where: { $0.key.lowercased() == name })?.value {
+                view[name] = SQLText.quote(reported)
+            }
+        }
+        return view
     }
 
     private func readIdle() {
@@ -232,40 +296,100 @@ final class ServerConnection: StreamHandler, Hashable {
 
     // MARK: Relay
 
-    /// Moves server messages to the client. Looks inside only ReadyForQuery and ParameterStatus.
+    /// Moves server messages to the client. Looks inside only ReadyForQuery and ParameterStatus, and in
+    /// transaction mode consults the response tracker at each message boundary (and reads errors whole).
     func relayToClient() {
         guard let client, !client.stream.isClosed else { return }
         let out = client.stream
         let maxLength = proxy.config.proxy.maxPacketSize
         while true {
             if remaining > 0 {
-                let moved = stream.move(upTo: remaining, to: out)
+                let moved = dropping ? drainInput(remaining) : stream.move(upTo: remaining, to: out)
                 if moved <= 0 { break }
                 remaining -= moved
+                if remaining == 0 && releaseAfterMessage {
+                    releaseAfterMessage = false
+                    client.transactionEnded(on: self)
+                    return
+                }
                 continue
             }
             guard let (type, lengthField) = stream.peekHeader() else { break }
             guard lengthField >= 4, Int(lengthField) <= maxLength else {
                 return broken("invalid message length \(lengthField) from server")
             }
+            let total = Int(lengthField) + 1
+            dropping = false
             switch type {
             case BackendMessageID.readyForQuery.rawValue:
                 guard stream.inputLength >= 6 else { return }
                 if let status = TransactionStatus(rawValue: stream.peekByte(at: 5)) { transactionStatus = status }
                 if pendingReady > 0 { pendingReady -= 1 }
+                if tracking {
+                    // Statements parsed in a batch that ended without error are known good.
+                    if !batchFailed { proxy.markStatementsValid(parsedSinceReady) }
+                    batchFailed = false
+                    parsedSinceReady.removeAll(keepingCapacity: true)
+                    if transactionStatus == .idle && tracker.pendingSyncs <= 1 && !unsynced { releaseAfterMessage = true }
+                }
             case BackendMessageID.parameterStatus.rawValue:
-                guard stream.inputLength >= Int(lengthField) + 1 else { return }
-                var r = MessageReader(stream.peek(max: Int(lengthField) + 1), offset: 5)
+                guard stream.inputLength >= total else { return }
+                var r = MessageReader(stream.peek(max: total), offset: 5)
                 if let n = r.readCString(), let v = r.readCString() { parameters[n] = v }
+            case BackendMessageID.errorResponse.rawValue where tracking:
+                transactionFailed = true
+                batchFailed = true
+                // Statements parsed in a failed batch may not exist on the server: re-prepare them next time.
+                for id in parsedSinceReady { markStale(id) }
+                parsedSinceReady.removeAll(keepingCapacity: true)
+                if total <= 65_536 {
+                    guard stream.inputLength >= total else { return }
+                    let fields = ErrorFields(payload: Array(stream.peek(max: total).dropFirst(5)))
+                    let step = tracker.received(type: type)
+                    out.write(step.emitBefore)
+                    if case .bind(let id?)? = step.failed, fields.sqlState == "0A000",
+                       fields.message.contains("cached plan must not change result type") {
+                        // DDL changed the statement's result: the next use closes and re-prepares it.
+                        markStale(id)
+                    }
+                    remaining = total
+                    continue
+                }
+            case BackendMessageID.commandComplete.rawValue where watchCommandTags:
+                guard stream.inputLength >= total else { return }
+                if stream.peek(max: min(total, 14)).dropFirst(5).starts(with: Array("ROLLBACK".utf8)) { transactionFailed = true }
             default:
                 break
             }
-            remaining = Int(lengthField) + 1
+            if tracking {
+                let step = tracker.received(type: type)
+                log.trace("S->C", metadata: ["server": "\(id)", "type": "\(Character(Unicode.Scalar(type)))", "fwd": "\(step.forward)", "emit": "\(step.emitBefore.count)", "pending": "\(tracker.pendingCount)"])
+                if !step.emitBefore.isEmpty { out.write(step.emitBefore) }
+                dropping = !step.forward
+            }
+            remaining = total
         }
         if out.outputLength > pauseBytes {
             stream.pauseReading()
             out.setWriteLowWatermark(resumeBytes)
         }
+    }
+
+    private var dropping = false
+    /// An error arrived since the last ReadyForQuery.
+    private var batchFailed = false
+    private var releaseAfterMessage = false
+
+    private func drainInput(_ count: Int) -> Int {
+        let n = min(count, stream.inputLength)
+        stream.drain(n)
+        return n
+    }
+
+    /// The server copy of statement `id` may be wrong: close and re-prepare it on next use.
+    func markStale(_ id: Int) {
+        statements.remove(id)
+        staleStatements.insert(id)
     }
 
     /// The client drained its output: read from the server again.
@@ -284,9 +408,10 @@ final class ServerConnection: StreamHandler, Hashable {
         }
         stream.resumeReading()
         let reset = proxy.config.proxy.serverResetQuery
+        tracking = false
+        tracker.reset()
         if reset.isEmpty {
-            phase = .idle
-            pool.serverReleased(self)
+            goIdle()
         } else {
             runInternal(.reset, sql: reset)
         }

@@ -408,3 +408,55 @@ def pg_env(proxy: Proxy, user: str = "sy_scram") -> dict:
     env.update(PGHOST=proxy.host, PGPORT=str(proxy.port), PGUSER=user, PGDATABASE="sydb",
                PGPASSWORD=PASSWORDS[user], PGCONNECT_TIMEOUT="10")
     return env
+
+
+# ---- extra config sections and fd limits (used by the transaction-pooling tests) ---------
+
+
+def render_sections(sections: dict[str, dict]) -> str:
+    """`{"user.sy_md5": {"pool_mode": "session"}}` -> "\n[user.sy_md5]\npool_mode = session\n"."""
+    out = []
+    for name, keys in sections.items():
+        out += ["", f"[{name}]"] + [f"{k} = {v}" for k, v in keys.items()]
+    return "\n".join(out) + "\n"
+
+
+@pytest.fixture
+def start_proxy_sections(start_proxy):
+    """Like start_proxy, plus sections={"user.NAME": {"pool_size": 1, ...}}: extra sections
+    appended to proxy.conf (ignored in the DIRECT and PgBouncer reference modes)."""
+
+    def start(sections: dict[str, dict] | None = None, **kw) -> Proxy:
+        g = globals()
+        base = g["render_config"]
+        if sections:
+            g["render_config"] = lambda *a, **k: base(*a, **k) + render_sections(sections)
+        try:
+            return start_proxy(**kw)
+        finally:
+            g["render_config"] = base
+
+    return start
+
+
+def raise_fd_limit(want: int) -> int:
+    """Raises this process's soft RLIMIT_NOFILE towards `want` (never above the hard limit) and
+    returns the new soft limit. A proxy started afterwards inherits it."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    return soft
+
+
+def process_fd_limit(pid: int) -> int:
+    """The soft "Max open files" of a running process, from /proc/PID/limits."""
+    with open(f"/proc/{pid}/limits") as f:
+        for line in f:
+            if line.startswith("Max open files"):
+                v = line.split()[3]
+                return 1 << 62 if v == "unlimited" else int(v)
+    raise AssertionError(f"no 'Max open files' in /proc/{pid}/limits")

@@ -432,7 +432,9 @@ final class ConfigParserTests: XCTestCase {
     func testTableHasEveryKeyOnce() {
         let proxyKeys = ConfigKeys.keys(in: .proxy).map(\.name)
         XCTAssertEqual(proxyKeys, [
-            "listen_addr", "listen_port", "pool_mode", "auth_type", "auth_file", "default_pool_size", "max_client_conn",
+            "listen_addr", "listen_port", "pool_mode", "auth_type", "auth_file", "default_pool_size",
+            "min_pool_size", "max_prepared_statements", "server_idle_timeout", "server_lifetime", "server_check_delay",
+            "server_check_query", "max_client_conn",
             "server_reset_query", "admin_users", "stats_users", "log_level", "server_connect_timeout",
             "client_login_timeout", "server_login_retry", "query_wait_timeout", "max_packet_size", "workers", "pid_file",
         ])

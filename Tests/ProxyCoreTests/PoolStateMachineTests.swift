@@ -264,3 +264,18 @@ final class PoolStateMachineTests: XCTestCase {
         XCTAssertEqual(p.idle, [])
     }
 }
+
+final class PoolMinimumTests: XCTestCase {
+    func testTickKeepsMinPoolSizeOpenWithinTheCap() {
+        var p = PoolStateMachine<Int, String>(maxSize: 3, retryDelay: 5)
+        XCTAssertEqual(p.tick(now: 0, minimum: 2), [.connect, .connect])
+        XCTAssertEqual(p.tick(now: 1, minimum: 2), [], "already opening two")
+        XCTAssertEqual(p.serverConnected("a"), [])
+        XCTAssertEqual(p.idle, ["a"])
+        XCTAssertEqual(p.serverConnectFailed(now: 2), [])
+        XCTAssertEqual(p.tick(now: 3, minimum: 2), [], "inside the retry delay")
+        XCTAssertEqual(p.tick(now: 7, minimum: 2), [.connect])
+        XCTAssertEqual(p.tick(now: 8, minimum: 10), [.connect], "never above max_size")
+        XCTAssertEqual(p.total, 3)
+    }
+}

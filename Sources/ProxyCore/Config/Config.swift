@@ -66,6 +66,18 @@ public struct ProxySettings: Equatable, Sendable {
     /// Absolute path (resolved against the config file's folder).
     public var authFile: String? = nil
     public var defaultPoolSize: Int = 20
+    /// Server connections kept open per pool even without clients.
+    public var minPoolSize: Int = 0
+    /// Protocol-level prepared statements kept per server connection (transaction mode), least recently used evicted.
+    public var maxPreparedStatements: Int = 200
+    /// Seconds an idle server connection may stay open (above min_pool_size); 0 keeps it.
+    public var serverIdleTimeout: Double = 600
+    /// Seconds after which a server connection is closed when next idle; 0 keeps it.
+    public var serverLifetime: Double = 3600
+    /// Seconds of idleness after which a server connection is checked with server_check_query before reuse; 0 always checks.
+    public var serverCheckDelay: Double = 30
+    /// The health-check query; "" turns the check off.
+    public var serverCheckQuery: String = "SELECT 1"
     public var maxClientConn: Int = 10000
     /// Sent to a server connection before it goes back to the pool; "" sends nothing.
     public var serverResetQuery: String = "DISCARD ALL"

@@ -96,9 +96,15 @@ public struct PoolStateMachine<Client: Hashable, Server: Hashable> {
         return growIfNeeded(now: now)
     }
 
-    /// The janitor's tick: retry opening servers for waiting clients once the retry delay has passed.
-    public mutating func tick(now: Double) -> [Action] {
-        growIfNeeded(now: now)
+    /// The janitor's tick: retry opening servers for waiting clients once the retry delay has passed,
+    /// and keep at least `minimum` servers open or opening (min_pool_size).
+    public mutating func tick(now: Double, minimum: Int = 0) -> [Action] {
+        var actions = growIfNeeded(now: now)
+        while now >= retryNotBefore && total < min(minimum, maxSize) {
+            connecting += 1
+            actions.append(.connect)
+        }
+        return actions
     }
 
     private mutating func growIfNeeded(now: Double) -> [Action] {

@@ -1,0 +1,265 @@
+// Per server connection: the client requests still owed a response, in order, so that responses the proxy
+// swallows (injected Parse, eviction Close) or synthesizes (Parse/Close answered locally) line up with the server's.
+
+import PGWire
+
+/// Keeps, per server connection, one entry per request still owed a response, in order, so that
+/// swallowed and synthesized responses line up with the server's real ones. A ring buffer: no
+/// allocation per message once warm.
+public struct ResponseTracker: Sendable {
+    public enum Request: Equatable, Sendable {
+        /// Parse; `statement` is the global id of a named statement, nil for the unnamed one.
+        case parse(statement: Int?)
+        case bind(statement: Int?)
+        case describeStatement
+        case describePortal
+        case execute
+        /// A client's Close (of a portal, or a statement passed through).
+        case close
+        /// A Close the proxy sent itself to evict `statement` from the server's cache.
+        case evict(statement: Int)
+        case sync
+        case query
+        case functionCall
+    }
+
+    public enum Disposition: Equatable, Sendable {
+        /// The server's response goes to the client.
+        case forward
+        /// The server's response is dropped (the proxy sent the request itself).
+        case swallow
+        /// The request was not sent to the server; these bytes answer it when its turn comes.
+        case synthesize([UInt8])
+    }
+
+    public struct Step: Equatable, Sendable {
+        /// Synthesized responses now due, to write to the client BEFORE this message.
+        public var emitBefore: [UInt8]
+        /// False: drop this server message.
+        public var forward: Bool
+        /// Set when this message is an ErrorResponse: the request it answers (nil if none was pending).
+        public var failed: Request?
+        /// Statements the server did not prepare after all: their Parse failed or was skipped after an
+        /// error. Remove them from the server's cache.
+        public var unprepared: [Int]
+        /// Statements the server did not close after all: their eviction Close was skipped after an
+        /// error. They are still prepared there although the cache dropped them.
+        public var notClosed: [Int]
+        /// The message did not fit the request at the head (or none was pending): worth a log line.
+        public var unexpected: Bool
+
+        public init(emitBefore: [UInt8] = [], forward: Bool = true, failed: Request? = nil,
+                    unprepared: [Int] = [], notClosed: [Int] = [], unexpected: Bool = false) {
+            self.emitBefore = emitBefore
+            self.forward = forward
+            self.failed = failed
+            self.unprepared = unprepared
+            self.notClosed = notClosed
+            self.unexpected = unexpected
+        }
+    }
+
+    private struct Entry: Sendable {
+        var request: Request
+        var disposition: Disposition
+    }
+
+    private var slots: [Entry?] = []
+    private var head = 0
+    private var count = 0
+    /// sync + query + functionCall entries outstanding.
+    public private(set) var pendingSyncs = 0
+    /// The server hit an error in an extended-protocol request and ignores everything until the next Sync,
+    /// which has not been sent yet. Requests sent meanwhile are not tracked (the server will not answer them).
+    public private(set) var isSkippingUntilSync = false
+
+    public init() {}
+
+    public var isEmpty: Bool { count == 0 }
+    /// Requests still owed a response.
+    public var pendingCount: Int { count }
+
+    /// A request was written to the server (or, with `.synthesize`, answered locally) after all earlier ones.
+    /// Returns false if it was dropped because the server is skipping until Sync (nothing will answer it).
+    @discardableResult
+    public mutating func sent(_ request: Request, _ disposition: Disposition = .forward) -> Bool {
+        if isSkippingUntilSync {
+            guard request == .sync else { return false }
+            isSkippingUntilSync = false
+        }
+        push(Entry(request: request, disposition: disposition))
+        if Self.endsAtReadyForQuery(request) { pendingSyncs += 1 }
+        return true
+    }
+
+    /// A server message of type `type` (its first byte) reached a message boundary.
+    public mutating func received(type: UInt8) -> Step {
+        guard let message = BackendMessageID(rawValue: type) else { return Step(unexpected: true) }
+        switch message {
+        case .noticeResponse, .parameterStatus, .notificationResponse:
+            return Step()
+        case .errorResponse:
+            return errorReceived()
+        case .authentication, .backendKeyData, .bindComplete, .closeComplete, .commandComplete, .copyData,
+             .copyDone, .copyInResponse, .copyOutResponse, .copyBothResponse, .dataRow, .emptyQueryResponse,
+             .functionCallResponse, .negotiateProtocolVersion, .noData, .parameterDescription, .parseComplete,
+             .portalSuspended, .readyForQuery, .rowDescription:
+            break
+        }
+        let due = takeDueSynthesized()
+        guard let entry = peek() else {
+            return Step(emitBefore: due, unexpected: true)
+        }
+        let forward = entry.disposition != .swallow
+        switch Self.outcome(of: entry.request, on: message) {
+        case .continues:
+            return Step(emitBefore: due, forward: forward)
+        case .ends:
+            pop()
+            return Step(emitBefore: due, forward: forward)
+        case .mismatch:
+            if message == .readyForQuery { return resync(due: due) }
+            return Step(emitBefore: due, unexpected: true)
+        }
+    }
+
+    /// Synthesized responses at the head that are due now without waiting for the server (call after
+    /// queuing client requests, e.g. a Parse answered locally followed by Flush).
+    public mutating func takeDueSynthesized() -> [UInt8] {
+        var out: [UInt8] = []
+        while let entry = peek(), case .synthesize(let bytes) = entry.disposition {
+            if out.isEmpty { out = bytes } else { out.append(contentsOf: bytes) }
+            pop()
+        }
+        return out
+    }
+
+    /// The server connection was closed.
+    public mutating func reset() {
+        for i in slots.indices { slots[i] = nil }
+        head = 0
+        count = 0
+        pendingSyncs = 0
+        isSkippingUntilSync = false
+    }
+
+    // MARK: - Errors
+
+    private mutating func errorReceived() -> Step {
+        let due = takeDueSynthesized()
+        guard let entry = peek() else { return Step(emitBefore: due, unexpected: false) }
+        var step = Step(emitBefore: due, failed: entry.request)
+        if Self.endsAtReadyForQuery(entry.request) {
+            // Query, FunctionCall, or a failing commit at Sync: ReadyForQuery still follows.
+            return step
+        }
+        // Extended protocol: Postgres ignores everything up to the next Sync.
+        while let e = peek(), e.request != .sync {
+            switch (e.request, e.disposition) {
+            case (.parse(let id?), .forward), (.parse(let id?), .swallow): step.unprepared.append(id)
+            case (.evict(let id), .forward), (.evict(let id), .swallow): step.notClosed.append(id)
+            case (.parse, _), (.bind, _), (.describeStatement, _), (.describePortal, _), (.execute, _), (.close, _),
+                 (.evict, _), (.sync, _), (.query, _), (.functionCall, _):
+                break
+            }
+            pop()
+        }
+        if isEmpty { isSkippingUntilSync = true }
+        return step
+    }
+
+    /// ReadyForQuery arrived while the head did not expect it: the tracker lost step. Drop entries through
+    /// the first one that ends at ReadyForQuery so the next transaction starts clean.
+    private mutating func resync(due: [UInt8]) -> Step {
+        while let e = peek() {
+            pop()
+            if Self.endsAtReadyForQuery(e.request) { break }
+        }
+        return Step(emitBefore: due, unexpected: true)
+    }
+
+    // MARK: - Matching
+
+    private enum Outcome { case continues, ends, mismatch }
+
+    private static func endsAtReadyForQuery(_ r: Request) -> Bool {
+        switch r {
+        case .sync, .query, .functionCall: return true
+        case .parse, .bind, .describeStatement, .describePortal, .execute, .close, .evict: return false
+        }
+    }
+
+    private static func isCopy(_ m: BackendMessageID) -> Bool {
+        switch m {
+        case .copyInResponse, .copyOutResponse, .copyBothResponse, .copyData, .copyDone: return true
+        case .authentication, .backendKeyData, .bindComplete, .closeComplete, .commandComplete, .dataRow,
+             .emptyQueryResponse, .errorResponse, .functionCallResponse, .negotiateProtocolVersion, .noData,
+             .noticeResponse, .notificationResponse, .parameterDescription, .parameterStatus, .parseComplete,
+             .portalSuspended, .readyForQuery, .rowDescription:
+            return false
+        }
+    }
+
+    /// What server message `m` does to the request at the head (ErrorResponse and async messages are
+    /// handled before this).
+    private static func outcome(of request: Request, on m: BackendMessageID) -> Outcome {
+        switch request {
+        case .parse:
+            return m == .parseComplete ? .ends : .mismatch
+        case .bind:
+            return m == .bindComplete ? .ends : .mismatch
+        case .close, .evict:
+            return m == .closeComplete ? .ends : .mismatch
+        case .describeStatement:
+            if m == .parameterDescription { return .continues }
+            return m == .rowDescription || m == .noData ? .ends : .mismatch
+        case .describePortal:
+            return m == .rowDescription || m == .noData ? .ends : .mismatch
+        case .execute:
+            if m == .dataRow || isCopy(m) { return .continues }
+            return m == .commandComplete || m == .emptyQueryResponse || m == .portalSuspended ? .ends : .mismatch
+        case .query:
+            return m == .readyForQuery ? .ends : .continues
+        case .functionCall:
+            if m == .readyForQuery { return .ends }
+            return m == .functionCallResponse ? .continues : .mismatch
+        case .sync:
+            return m == .readyForQuery ? .ends : .mismatch
+        }
+    }
+
+    // MARK: - Ring buffer
+
+    private func peek() -> Entry? {
+        count == 0 ? nil : slots[head]
+    }
+
+    private mutating func pop() {
+        guard count > 0, let e = slots[head] else { return }
+        slots[head] = nil
+        head = head + 1 == slots.count ? 0 : head + 1
+        count -= 1
+        if Self.endsAtReadyForQuery(e.request) { pendingSyncs -= 1 }
+        if count == 0 { head = 0 }
+    }
+
+    private mutating func push(_ entry: Entry) {
+        if count == slots.count { grow() }
+        var tail = head + count
+        if tail >= slots.count { tail -= slots.count }
+        slots[tail] = entry
+        count += 1
+    }
+
+    private mutating func grow() {
+        let newCapacity = Swift.max(16, slots.count * 2)
+        var bigger = [Entry?](repeating: nil, count: newCapacity)
+        for i in 0..<count {
+            var j = head + i
+            if j >= slots.count { j -= slots.count }
+            bigger[i] = slots[j]
+        }
+        slots = bigger
+        head = 0
+    }
+}

@@ -1,0 +1,239 @@
+// Transaction-mode relay from client to server: counts what each message owes, renames protocol-level
+// prepared statements into the proxy's server-side names (preparing them on servers that lack them),
+// and collects session effects of queries. Bind is rewritten head-only; its parameters stream through.
+import PGWire
+import ProxyCore
+
+/// Query and Parse messages up to this size are read whole to look for session effects; larger ones are forwarded unread.
+let inspectLimit = 1 << 20
+
+extension ClientConnection {
+    func relayTransaction(to server: ServerConnection) {
+        let out = server.stream
+        let maxLength = proxy.config.proxy.maxPacketSize
+        loop: while case .active(let current) = phase, current === server {
+            if remaining > 0 {
+                let moved = stream.move(upTo: remaining, to: out)
+                if moved <= 0 { break }
+                remaining -= moved
+                continue
+            }
+            guard let (type, lengthField) = stream.peekHeader() else { break }
+            guard lengthField >= 4, Int(lengthField) <= maxLength else {
+                let v: ProtocolViolation = lengthField < 4 ? .badLength(type: type, length: lengthField)
+                                                          : .messageTooLarge(type: type, length: Int(lengthField))
+                return fail(code: SQLState.protocolViolation, message: v.message, reason: "protocol violation")
+            }
+            let total = Int(lengthField) + 1
+            let small = total <= inspectLimit
+            log.trace("C->S", metadata: ["client": "\(id)", "server": "\(server.id)", "type": "\(Character(Unicode.Scalar(type)))"])
+            switch FrontendMessageID(rawValue: type) {
+            case .terminate?:
+                stream.drain(min(stream.inputLength, total))
+                return disconnected(reason: "client terminated")
+            case .query?:
+                if small {
+                    guard stream.inputLength >= total else { break loop }
+                    noteEffects(ofQueryPayload: stream.peek(max: total).dropFirst(5), server: server)
+                }
+                server.tracker.sent(.query)
+                server.pendingReady += 1
+                server.unsynced = false
+            case .parse?:
+                guard small else { return fail(code: SQLState.protocolViolation, message: "Parse message too large", reason: "protocol violation") }
+                guard stream.inputLength >= total else { break loop }
+                let payload = Array(stream.peek(max: total).dropFirst(5))
+                let parse: ParseMessage
+                do { parse = try ParseMessage(payload: payload) } catch {
+                    return fail(code: SQLState.protocolViolation, message: error.message, reason: "protocol violation")
+                }
+                server.unsynced = true
+                if parse.name.isEmpty {
+                    noteEffects(ofQuery: parse.query, server: server)
+                    server.tracker.sent(.parse(statement: nil))
+                    break
+                }
+                stream.drain(total)
+                let id = proxy.registerStatement(StatementKey(query: parse.query, parameterTypes: parse.parameterTypes))
+                statements.define(parse.name, id: id)
+                if !server.staleStatements.contains(id), server.statements.touch(id) {
+                    server.tracker.sent(.parse(statement: id), .synthesize(ProxyMessages.parseComplete()))
+                } else {
+                    prepare(id, on: server, disposition: .forward)
+                }
+                continue
+            case .bind?:
+                server.unsynced = true
+                let prefix = stream.peek(max: min(total, 5 + 2 * 1025))
+                let head: BindHead
+                do {
+                    guard let h = try BindHead.parse(prefix: Array(prefix.dropFirst(5))) else {
+                        if stream.inputLength >= total {
+                            return fail(code: SQLState.protocolViolation, message: ProtocolViolation.malformedMessage(type: type).message, reason: "protocol violation")
+                        }
+                        break loop
+                    }
+                    head = h
+                } catch {
+                    return fail(code: SQLState.protocolViolation, message: error.message, reason: "protocol violation")
+                }
+                guard !head.statement.isEmpty, let id = statements.id(for: head.statement) else {
+                    server.tracker.sent(.bind(statement: nil))
+                    break
+                }
+                ensurePrepared(id, on: server)
+                if let effects = proxy.statementEffects[id] { note(effects, server: server) }
+                out.write(head.rewrittenHead(statement: StatementRegistry.serverName(id), originalLength: Int(lengthField)))
+                stream.drain(5 + head.headLength)
+                server.tracker.sent(.bind(statement: id))
+                remaining = total - 5 - head.headLength
+                continue
+            case .describe?, .close?:
+                server.unsynced = true
+                guard small else { return fail(code: SQLState.protocolViolation, message: ProtocolViolation.malformedMessage(type: type).message, reason: "protocol violation") }
+                guard stream.inputLength >= total else { break loop }
+                let payload = Array(stream.peek(max: total).dropFirst(5))
+                let isDescribe = type == FrontendMessageID.describe.rawValue
+                let kind: UInt8
+                let name: String
+                do {
+                    if isDescribe {
+                        let d = try DescribeMessage(payload: payload)
+                        (kind, name) = (d.kind, d.name)
+                    } else {
+                        let c = try CloseMessage(payload: payload)
+                        (kind, name) = (c.kind, c.name)
+                    }
+                } catch {
+                    return fail(code: SQLState.protocolViolation, message: error.message, reason: "protocol violation")
+                }
+                let isStatement = kind == UInt8(ascii: "S")
+                if !isStatement || name.isEmpty || statements.id(for: name) == nil {
+                    server.tracker.sent(isDescribe ? (isStatement ? .describeStatement : .describePortal) : .close)
+                    break
+                }
+                stream.drain(total)
+                if isDescribe {
+                    let id = statements.id(for: name)!
+                    ensurePrepared(id, on: server)
+                    out.write(DescribeMessage(kind: kind, name: StatementRegistry.serverName(id)).encoded())
+                    server.tracker.sent(.describeStatement)
+                } else {
+                    // The statement lives on in the server's cache; the client's name is gone.
+                    _ = statements.remove(name)
+                    server.tracker.sent(.close, .synthesize(ProxyMessages.closeComplete()))
+                }
+                continue
+            case .execute?:
+                server.unsynced = true
+                server.tracker.sent(.execute)
+            case .sync?:
+                server.unsynced = false
+                server.pendingReady += 1
+                server.tracker.sent(.sync)
+            case .flush?:
+                server.unsynced = true
+            case .functionCall?:
+                server.pendingReady += 1
+                server.tracker.sent(.functionCall)
+            case .copyData?, .copyDone?, .copyFail?, .password?, nil:
+                break
+            }
+            remaining = total
+        }
+        let due = server.tracker.takeDueSynthesized()
+        if !due.isEmpty { stream.write(due) }
+        if out.outputLength > pauseBytes {
+            stream.pauseReading()
+            out.setWriteLowWatermark(resumeBytes)
+        }
+    }
+
+    /// Transaction mode, no server: answer what needs no server (a Parse of a statement known to be good, a
+    /// Close of a statement, a Sync), then ask for a server if anything else is waiting. Drivers that prepare
+    /// synchronously (pgbench -M prepared) would otherwise deadlock behind clients holding every server.
+    func idleInput() {
+        while case .idle = phase {
+            guard let (type, lengthField) = stream.peekHeader() else { return }
+            let total = Int(lengthField) + 1
+            guard lengthField >= 4, total <= inspectLimit else { return requestServer() }
+            guard stream.inputLength >= total else { return }
+            var reply: [UInt8]
+            switch FrontendMessageID(rawValue: type) {
+            case .parse?:
+                guard let parse = try? ParseMessage(payload: Array(stream.peek(max: total).dropFirst(5))), !parse.name.isEmpty,
+                      let id = proxy.knownValidStatement(StatementKey(query: parse.query, parameterTypes: parse.parameterTypes)),
+                      proxy.statementEffects[id] == nil
+                else { return requestServer() }
+                statements.define(parse.name, id: id)
+                reply = ProxyMessages.parseComplete()
+            case .close?:
+                guard let close = try? CloseMessage(payload: Array(stream.peek(max: total).dropFirst(5))),
+                      close.kind == UInt8(ascii: "S"), !close.name.isEmpty, statements.id(for: close.name) != nil
+                else { return requestServer() }
+                _ = statements.remove(close.name)
+                reply = ProxyMessages.closeComplete()
+            case .sync?:
+                reply = ProxyMessages.readyForQuery(.idle)
+            case .flush?:
+                reply = []
+            default:
+                return requestServer()
+            }
+            stream.drain(total)
+            stream.write(reply)
+        }
+    }
+
+    /// Makes sure the server has statement `id` before a Bind or Describe that uses it.
+    private func ensurePrepared(_ id: Int, on server: ServerConnection) {
+        if !server.staleStatements.contains(id), server.statements.touch(id) { return }
+        prepare(id, on: server, disposition: .swallow)
+    }
+
+    /// Sends Parse for `id` (closing a stale copy and evicted statements first). A client's own Parse is
+    /// answered by the server (`.forward`); one the proxy injects has its ParseComplete dropped (`.swallow`).
+    private func prepare(_ id: Int, on server: ServerConnection, disposition: ResponseTracker.Disposition) {
+        guard let key = proxy.statementKey(id) else { return }
+        let out = server.stream
+        if server.staleStatements.remove(id) != nil {
+            out.write(CloseMessage(kind: UInt8(ascii: "S"), name: StatementRegistry.serverName(id)).encoded())
+            server.tracker.sent(.close, .swallow)
+            server.statements.remove(id)
+        }
+        for evicted in server.statements.insert(id) {
+            out.write(CloseMessage(kind: UInt8(ascii: "S"), name: StatementRegistry.serverName(evicted)).encoded())
+            server.tracker.sent(.close, .swallow)
+        }
+        out.write(ParseMessage(name: StatementRegistry.serverName(id), query: key.query, parameterTypes: key.parameterTypes).encoded())
+        server.tracker.sent(.parse(statement: id), disposition)
+        server.parsedSinceReady.append(id)
+    }
+
+    private func noteEffects(ofQueryPayload payload: ArraySlice<UInt8>, server: ServerConnection) {
+        let found = payload.withUnsafeBytes { SessionAnalyzer.mayHaveEffects($0) }
+        guard found else { return }
+        let text = String(decoding: payload.dropLast(payload.last == 0 ? 1 : 0), as: UTF8.self)
+        noteEffects(ofQuery: text, server: server)
+    }
+
+    private func noteEffects(ofQuery sql: String, server: ServerConnection) {
+        guard SessionAnalyzer.mayHaveEffects(sql) else { return }
+        note(SessionAnalyzer.effects(of: sql), server: server)
+    }
+
+    private func note(_ effects: [SessionEffect], server: ServerConnection) {
+        guard !effects.isEmpty else { return }
+        for effect in effects {
+            switch effect {
+            case .listen, .advisoryLock, .createTemp, .declareWithHold, .sqlPrepare, .unknownSessionChange:
+                // Pins take effect at once (conservative); their release waits for commit like the rest.
+                session.apply(effect)
+            case .set, .reset, .resetAll, .discardAll, .discardTemp, .deallocate, .unlisten, .advisoryUnlock,
+                 .advisoryUnlockAll, .closeCursor:
+                pendingEffects.append(effect)
+            }
+        }
+        server.watchCommandTags = !pendingEffects.isEmpty
+    }
+}
