@@ -99,7 +99,7 @@ integration() {
     # pytest-timeout bounds each test; `timeout` bounds the whole run (CI has 90 minutes).
     # shellcheck disable=SC2086
     timeout --signal=INT --kill-after=30 1500 \
-        python3 -m pytest -q -p no:cacheprovider --timeout=180 -rfE ${PYTEST_ARGS:-} Tests/IntegrationTests
+        python3 -m pytest -q -p no:cacheprovider -p no:hypothesispytest --timeout=180 -rfE ${PYTEST_ARGS:-} Tests/IntegrationTests
 }
 if (( BUILD_OK )); then
     run_stage "integration tests" integration

@@ -17,7 +17,8 @@ public enum SQLState {
 
 public enum ProxyMessages {
     /// An ErrorResponse (or NoticeResponse with `notice: true`).
-    public static func error(severity: String = "FATAL", code: String, message: String, detail: String? = nil, notice: Bool = false) -> [UInt8] {
+    public static func error(severity: String = "FATAL", code: String, message: String, detail: String? = nil, notice: Bool = false,
+                             extra: [(UInt8, String)] = []) -> [UInt8] {
         var w = MessageWriter()
         w.begin(notice ? BackendMessageID.noticeResponse.rawValue : BackendMessageID.errorResponse.rawValue)
         for (field, value) in [("S", severity), ("V", severity), ("C", code), ("M", message)] {
@@ -27,6 +28,10 @@ public enum ProxyMessages {
         if let detail {
             w.writeByte(UInt8(ascii: "D"))
             w.writeCString(detail)
+        }
+        for (field, value) in extra {
+            w.writeByte(field)
+            w.writeCString(value)
         }
         w.writeByte(0)
         w.finish()

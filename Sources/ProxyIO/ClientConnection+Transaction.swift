@@ -26,7 +26,11 @@ extension ClientConnection {
             }
             let total = Int(lengthField) + 1
             let small = total <= inspectLimit
-            log.trace("C->S", metadata: ["client": "\(id)", "server": "\(server.id)", "type": "\(Character(Unicode.Scalar(type)))"])
+            if server.tracker.isSkippingUntilSync && type != FrontendMessageID.sync.rawValue && type != FrontendMessageID.terminate.rawValue {
+                // The server ignores everything until Sync after an error: forward as is, change nothing.
+                remaining = total
+                continue
+            }
             switch FrontendMessageID(rawValue: type) {
             case .terminate?:
                 stream.drain(min(stream.inputLength, total))
@@ -56,7 +60,8 @@ extension ClientConnection {
                 stream.drain(total)
                 let id = proxy.registerStatement(StatementKey(query: parse.query, parameterTypes: parse.parameterTypes))
                 statements.define(parse.name, id: id)
-                if !server.staleStatements.contains(id), server.statements.touch(id) {
+                seenEpochs[parse.name] = proxy.statementEpoch(id)
+                if server.hasCurrentStatement(id) {
                     server.tracker.sent(.parse(statement: id), .synthesize(ProxyMessages.parseComplete()))
                 } else {
                     prepare(id, on: server, disposition: .forward)
@@ -80,6 +85,18 @@ extension ClientConnection {
                 guard !head.statement.isEmpty, let id = statements.id(for: head.statement) else {
                     server.tracker.sent(.bind(statement: nil))
                     break
+                }
+                let epoch = proxy.statementEpoch(id)
+                lastBoundName[id] = head.statement
+                if (seenEpochs[head.statement] ?? 0) < epoch {
+                    // DDL changed this statement's result since the client prepared it: this Bind fails with
+                    // "cached plan must not change result type" (the relay rewrites the server's error).
+                    seenEpochs[head.statement] = epoch
+                    out.write(head.rewrittenHead(statement: "sy_expired", originalLength: Int(lengthField)))
+                    stream.drain(5 + head.headLength)
+                    server.tracker.sent(.bind(statement: -id))
+                    remaining = total - 5 - head.headLength
+                    continue
                 }
                 ensurePrepared(id, on: server)
                 if let effects = proxy.statementEffects[id] { note(effects, server: server) }
@@ -121,6 +138,7 @@ extension ClientConnection {
                 } else {
                     // The statement lives on in the server's cache; the client's name is gone.
                     _ = statements.remove(name)
+                    seenEpochs[name] = nil
                     server.tracker.sent(.close, .synthesize(ProxyMessages.closeComplete()))
                 }
                 continue
@@ -166,12 +184,14 @@ extension ClientConnection {
                       proxy.statementEffects[id] == nil
                 else { return requestServer() }
                 statements.define(parse.name, id: id)
+                seenEpochs[parse.name] = proxy.statementEpoch(id)
                 reply = ProxyMessages.parseComplete()
             case .close?:
                 guard let close = try? CloseMessage(payload: Array(stream.peek(max: total).dropFirst(5))),
                       close.kind == UInt8(ascii: "S"), !close.name.isEmpty, statements.id(for: close.name) != nil
                 else { return requestServer() }
                 _ = statements.remove(close.name)
+                seenEpochs[close.name] = nil
                 reply = ProxyMessages.closeComplete()
             case .sync?:
                 reply = ProxyMessages.readyForQuery(.idle)
@@ -187,7 +207,7 @@ extension ClientConnection {
 
     /// Makes sure the server has statement `id` before a Bind or Describe that uses it.
     private func ensurePrepared(_ id: Int, on server: ServerConnection) {
-        if !server.staleStatements.contains(id), server.statements.touch(id) { return }
+        if server.hasCurrentStatement(id) { return }
         prepare(id, on: server, disposition: .swallow)
     }
 
@@ -203,9 +223,10 @@ extension ClientConnection {
         }
         for evicted in server.statements.insert(id) {
             out.write(CloseMessage(kind: UInt8(ascii: "S"), name: StatementRegistry.serverName(evicted)).encoded())
-            server.tracker.sent(.close, .swallow)
+            server.tracker.sent(.evict(statement: evicted), .swallow)
         }
         out.write(ParseMessage(name: StatementRegistry.serverName(id), query: key.query, parameterTypes: key.parameterTypes).encoded())
+        server.preparedEpoch[id] = proxy.statementEpoch(id)
         server.tracker.sent(.parse(statement: id), disposition)
         server.parsedSinceReady.append(id)
     }

@@ -42,8 +42,15 @@ final class ClientConnection: StreamHandler, Hashable {
     var session = SessionState()
     /// Effects of statements sent in the current transaction, applied when it commits.
     var pendingEffects: [SessionEffect] = []
+    /// Session defaults from the startup packet: RESET and DISCARD ALL return to these, as in Postgres.
+    var startupParameters: [String: String] = [:]
     /// The client's protocol-level named statements (transaction mode renames them).
     var statements = ClientStatements()
+    /// Per client statement name, the result-change epoch of its statement when the client last saw it
+    /// (Parse, or the "cached plan must not change result type" error); see Proxy.statementEpoch.
+    var seenEpochs: [String: Int] = [:]
+    /// The client name last bound for each statement id, to credit a server's error to it.
+    var lastBoundName: [Int: String] = [:]
 
     var log: Logger { proxy.logger }
 
@@ -141,8 +148,9 @@ final class ClientConnection: StreamHandler, Hashable {
         self.pool = pool
         poolMode = pool.poolMode
         for (name, value) in StartupOptions.effectiveParameters(info?.parameters ?? []) {
-            session.parameters[name] = SQLText.quote(value)
+            startupParameters[name] = SQLText.quote(value)
         }
+        session.parameters = startupParameters
         requestServer()
     }
 
@@ -204,8 +212,15 @@ final class ClientConnection: StreamHandler, Hashable {
         guard case .active(let current) = phase, current === server else { return }
         if !pendingEffects.isEmpty {
             if !server.transactionFailed {
-                for effect in pendingEffects { commit(effect, on: server) }
-                server.sessionParams = session.parameters
+                // The server's own parameters follow the statements (RESET goes to the server's default);
+                // the client's return to its startup values.
+                var serverState = SessionState()
+                serverState.parameters = server.sessionParams
+                for effect in pendingEffects {
+                    serverState.apply(effect)
+                    commit(effect, on: server)
+                }
+                server.sessionParams = serverState.parameters
             }
             pendingEffects.removeAll()
         }
@@ -220,13 +235,24 @@ final class ClientConnection: StreamHandler, Hashable {
         idleInput()
     }
 
+    private func restoreStartupParameters() {
+        for (name, value) in startupParameters where session.parameters[name] == nil { session.parameters[name] = value }
+    }
+
     private func commit(_ effect: SessionEffect, on server: ServerConnection) {
         session.apply(effect)
         server.forget(effect)
         switch effect {
         case .discardAll, .deallocate(nil):
+            if case .discardAll = effect { restoreStartupParameters() }
             statements.removeAll()
-        case .set, .reset, .resetAll, .discardTemp, .deallocate, .sqlPrepare, .listen, .unlisten, .advisoryLock,
+            seenEpochs.removeAll()
+            lastBoundName.removeAll()
+        case .reset(let name):
+            if let value = startupParameters[name.lowercased()] { session.parameters[name.lowercased()] = value }
+        case .resetAll:
+            restoreStartupParameters()
+        case .set, .discardTemp, .deallocate, .sqlPrepare, .listen, .unlisten, .advisoryLock,
              .advisoryUnlock, .advisoryUnlockAll, .createTemp, .declareWithHold, .closeCursor, .unknownSessionChange:
             break
         }

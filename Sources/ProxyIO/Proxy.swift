@@ -143,6 +143,25 @@ public final class Proxy {
     /// Statements some server parsed without error: a client's Parse of one of them can be answered locally.
     private(set) var validStatements: Set<Int> = []
 
+    /// Bumped when a server reports "cached plan must not change result type" for a statement (DDL changed
+    /// its result): server copies prepared before are stale, and each client that has not seen the error yet
+    /// gets it once, as Postgres would give it, so drivers that cache row descriptions (asyncpg) re-prepare.
+    private var statementEpochs: [Int: Int] = [:]
+
+    func statementEpoch(_ id: Int) -> Int { statementEpochs[id] ?? 0 }
+
+    /// The server's own "cached plan must not change result type" error, replayed to clients that have not
+    /// seen it (drivers recognise it by its fields, e.g. asyncpg by the routine RevalidateCachedQuery).
+    var resultChangedError: [UInt8] = ProxyMessages.error(
+        severity: "ERROR", code: SQLState.featureNotSupported, message: cachedPlanMessage,
+        extra: [(UInt8(ascii: "R"), "RevalidateCachedQuery")])
+
+    func statementResultChanged(_ id: Int) -> Int {
+        let next = statementEpoch(id) + 1
+        statementEpochs[id] = next
+        return next
+    }
+
     func knownValidStatement(_ key: StatementKey) -> Int? {
         guard let id = registry.existingID(for: key), validStatements.contains(id) else { return nil }
         return id

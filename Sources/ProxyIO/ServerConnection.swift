@@ -46,6 +46,8 @@ final class ServerConnection: StreamHandler, Hashable {
     /// Statements whose server copy may be wrong (DDL changed them, or a batch with their Parse failed):
     /// the next use sends Close before Parse (Close of a missing statement is not an error).
     var staleStatements: Set<Int> = []
+    /// The statement epoch each statement here was prepared at (see Proxy.statementEpoch).
+    var preparedEpoch: [Int: Int] = [:]
     /// Statements parsed since the last ReadyForQuery: if the batch fails they become stale.
     var parsedSinceReady: [Int] = []
     var tracker = ResponseTracker()
@@ -339,22 +341,36 @@ final class ServerConnection: StreamHandler, Hashable {
             case BackendMessageID.errorResponse.rawValue where tracking:
                 transactionFailed = true
                 batchFailed = true
-                // Statements parsed in a failed batch may not exist on the server: re-prepare them next time.
-                for id in parsedSinceReady { markStale(id) }
-                parsedSinceReady.removeAll(keepingCapacity: true)
-                if total <= 65_536 {
-                    guard stream.inputLength >= total else { return }
-                    let fields = ErrorFields(payload: Array(stream.peek(max: total).dropFirst(5)))
-                    let step = tracker.received(type: type)
-                    out.write(step.emitBefore)
-                    if case .bind(let id?)? = step.failed, fields.sqlState == "0A000",
-                       fields.message.contains("cached plan must not change result type") {
-                        // DDL changed the statement's result: the next use closes and re-prepares it.
-                        markStale(id)
-                    }
+                guard total > 65_536 || stream.inputLength >= total else { return }
+                let step = tracker.received(type: type)
+                if !step.emitBefore.isEmpty { out.write(step.emitBefore) }
+                // Parses and evictions the server skipped or failed: their server copy is unknown.
+                for id in step.unprepared { markStale(id) }
+                for id in step.notClosed { markStale(id) }
+                if step.failed != nil { log.debug("error for request", metadata: ["request": "\(step.failed!)", "server": "\(label)"]) }
+                if case .bind(let id?)? = step.failed, id < 0 {
+                    // A Bind the proxy made fail on purpose: this client had not yet seen that DDL changed
+                    // the statement's result. Tell it what Postgres would have said.
+                    out.write(proxy.resultChangedError)
+                    dropping = true
                     remaining = total
                     continue
                 }
+                if total <= 65_536, case .bind(let id?)? = step.failed {
+                    let bytes = stream.peek(max: total)
+                    let fields = ErrorFields(payload: Array(bytes.dropFirst(5)))
+                    if fields.sqlState == SQLState.featureNotSupported, fields.message.contains(cachedPlanMessage) {
+                        // DDL changed the statement's result: every server copy is stale from now on, and
+                        // this client has seen the error.
+                        let epoch = proxy.statementResultChanged(id)
+                        proxy.resultChangedError = bytes
+                        log.info("statement result changed (DDL): re-preparing", metadata: ["statement": "\(StatementRegistry.serverName(id))", "server": "\(label)"])
+                        if let name = client.lastBoundName[id] { client.seenEpochs[name] = epoch }
+                        markStale(id)
+                    }
+                }
+                remaining = total
+                continue
             case BackendMessageID.commandComplete.rawValue where watchCommandTags:
                 guard stream.inputLength >= total else { return }
                 if stream.peek(max: min(total, 14)).dropFirst(5).starts(with: Array("ROLLBACK".utf8)) { transactionFailed = true }
@@ -363,7 +379,9 @@ final class ServerConnection: StreamHandler, Hashable {
             }
             if tracking {
                 let step = tracker.received(type: type)
-                log.trace("S->C", metadata: ["server": "\(id)", "type": "\(Character(Unicode.Scalar(type)))", "fwd": "\(step.forward)", "emit": "\(step.emitBefore.count)", "pending": "\(tracker.pendingCount)"])
+                if step.unexpected {
+                    log.debug("unexpected server message for the response queue", metadata: ["server": "\(label)", "type": "\(ProtocolViolation.describe(type))"])
+                }
                 if !step.emitBefore.isEmpty { out.write(step.emitBefore) }
                 dropping = !step.forward
             }
@@ -384,6 +402,17 @@ final class ServerConnection: StreamHandler, Hashable {
         let n = min(count, stream.inputLength)
         stream.drain(n)
         return n
+    }
+
+    /// Whether this server holds a current copy of statement `id` (marks it used). A copy prepared before the
+    /// statement's result changed is stale.
+    func hasCurrentStatement(_ id: Int) -> Bool {
+        guard !staleStatements.contains(id) else { return false }
+        if (preparedEpoch[id] ?? 0) < proxy.statementEpoch(id) {
+            if statements.contains(id) { markStale(id) }
+            return false
+        }
+        return statements.touch(id)
     }
 
     /// The server copy of statement `id` may be wrong: close and re-prepare it on next use.
@@ -461,6 +490,8 @@ final class ServerConnection: StreamHandler, Hashable {
 }
 
 /// Placeholder handler used only between a Stream's creation and the owner assigning itself.
+let cachedPlanMessage = "cached plan must not change result type"
+
 final class DummyHandler: StreamHandler {
     static let shared = DummyHandler()
     func streamReadable(_ stream: Stream) {}
