@@ -38,6 +38,8 @@ final class ClientConnection: StreamHandler, Hashable {
     /// Login replies (ParameterStatus, BackendKeyData) have been sent.
     private var greeted = false
     var poolMode: PoolMode = .session
+    /// Servers lost during check/setup for this client in a row.
+    private var serverRetries = 0
     /// Session parameters and pins that follow the client across servers (transaction mode).
     var session = SessionState()
     /// Effects of statements sent in the current transaction, applied when it commits.
@@ -184,10 +186,21 @@ final class ClientConnection: StreamHandler, Hashable {
         }
     }
 
+    /// The server given to this client broke during its check or setup: wait for another one (a few times).
+    func serverLostBeforeUse() {
+        guard case .settingUp = phase else { return }
+        serverRetries += 1
+        guard serverRetries <= 3 else {
+            return fail(code: SQLState.connectionFailure, message: "server connections keep failing before use", reason: "server lost")
+        }
+        requestServer()
+    }
+
     /// The server is set up: send the login replies and start relaying.
     func serverReady(_ server: ServerConnection) {
         guard case .settingUp = phase else { return }
         phase = .active(server)
+        serverRetries = 0
         if greeted { return relayToServer() }
         greeted = true
         var greeting = authPrefix + ProxyMessages.authenticationOk()

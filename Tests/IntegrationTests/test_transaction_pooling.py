@@ -843,3 +843,78 @@ def test_max_client_conn(tx_proxy):
         for c in conns:
             c.close()
     p.assert_alive()
+
+
+# ---- extra: WITH HOLD cursors, a small statement LRU, pipelines ------------------------------
+
+
+def test_with_hold_cursor_pins_until_closed(tx_proxy):
+    p = tx_proxy(size=2)
+    with connect(p) as a, connect(p) as b:
+        a.execute("DECLARE txp_c CURSOR WITH HOLD FOR SELECT g FROM generate_series(1, 5) g")
+        pid = a.execute("SELECT pg_backend_pid()").fetchone()[0]
+        got = []
+        for _ in range(5):
+            got.append(a.execute("FETCH 1 FROM txp_c").fetchone()[0])
+            assert b.execute("SELECT 1").fetchone()[0] == 1
+            assert a.execute("SELECT pg_backend_pid()").fetchone()[0] == pid
+        assert got == [1, 2, 3, 4, 5]
+        a.execute("CLOSE txp_c")
+        # Unpinned: with b holding the other server in a transaction, a can still be served.
+        with b.transaction():
+            b.execute("SELECT 1")
+            assert a.execute("SELECT 2").fetchone()[0] == 2
+
+
+@pytest.mark.proxy_only
+def test_small_statement_lru_evicts_and_reprepares(tx_proxy, cluster):
+    """max_prepared_statements = 2 with 6 distinct named statements used round-robin by two clients:
+    every execution is correct, and no server ever holds more than 2 of the proxy's statements."""
+    p = tx_proxy(size=1, max_prepared_statements=2)
+    a, b = raw_login(p), raw_login(p)
+    try:
+        for c, tag in ((a, "a"), (b, "b")):
+            for i in range(6):
+                prepare_named(c, f"{tag}{i}", f"SELECT {i} + $1::int AS v")
+        for round_ in range(4):
+            for c, tag in ((a, "a"), (b, "b")):
+                for i in range(6):
+                    rows, err = run_named(c, f"{tag}{i}", [str(round_)])
+                    assert err is None, err
+                    assert rows == [[str(i + round_)]], (tag, i, rows)
+        with cluster.admin() as admin:
+            counts = admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE usename = %s AND backend_type = 'client backend'",
+                (TX_USER,)).fetchone()[0]
+        assert counts == 1
+        # The one server holds at most 2 statements: ask it through a client.
+        a.send(message(b"Q", b"SELECT count(*) FROM pg_prepared_statements\0"))
+        msgs = a.read_until_ready()
+        assert int(data_rows(msgs)[0][0]) <= 2, msgs
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.proxy_only
+def test_pipeline_with_two_syncs_and_an_error_in_the_first(tx_proxy):
+    """Two Sync batches in one write; the first fails mid-way. Postgres skips to its Sync, the second batch
+    runs; named statements prepared in the failed batch are re-prepared when used later."""
+    p = tx_proxy(size=1)
+    c = raw_login(p)
+    try:
+        batch1 = parse("ok1", "SELECT 1") + bind("ok1") + execute() + \
+            parse("bad", "SELECT 1/0") + bind("bad") + execute() + parse("late", "SELECT 'late'") + SYNC
+        batch2 = parse("two", "SELECT 2") + bind("two") + execute() + SYNC
+        c.send(batch1 + batch2)
+        first = c.read_until_ready()
+        second = c.read_until_ready()
+        kinds1 = [k for k, _ in first]
+        assert b"E" in kinds1 and kinds1[-1] == b"Z", kinds1
+        assert data_rows(first) == [["1"]]
+        assert data_rows(second) == [["2"]]
+        # "late" was skipped by the server; using it now must work (the proxy re-prepares it).
+        rows, err = run_named(c, "late")
+        assert err is None and rows == [["late"]], (rows, err)
+    finally:
+        c.close()
