@@ -17,10 +17,11 @@ let package = Package(
         .systemLibrary(name: "CLibevent", pkgConfig: "libevent", providers: [.apt(["libevent-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CLibpq", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(name: "CPgQuery", path: "Sources/CPgQuery"),
         .target(name: "PGWire"),
         .target(name: "ProxyCore", dependencies: ["PGWire"]),
         .target(name: "ProxyIO", dependencies: [
-            "ProxyCore", "PGWire", "CLibevent", "COpenSSL", "CLibpq",
+            "ProxyCore", "PGWire", "CLibevent", "COpenSSL", "CLibpq", "CPgQuery",
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "switchyard", dependencies: [

@@ -1,6 +1,7 @@
 // Transaction-mode relay from client to server: counts what each message owes, renames protocol-level
 // prepared statements into the proxy's server-side names (preparing them on servers that lack them),
 // and collects session effects of queries. Bind is rewritten head-only; its parameters stream through.
+import Foundation
 import PGWire
 import ProxyCore
 
@@ -256,5 +257,69 @@ extension ClientConnection {
             }
         }
         server.watchCommandTags = !pendingEffects.isEmpty
+    }
+}
+
+extension ClientConnection {
+    /// Read or write for the batch waiting in the input (up to the first Query or Sync), and the client's
+    /// route preference (SET switchyard.route, or a /* switchyard:... */ hint in the text).
+    func pendingRoute() -> (RouteRequest, RoutePreference) {
+        var write = false
+        var hint: RouteHint?
+        var offset = 0
+        let available = stream.inputLength
+        scan: while offset + 5 <= available, offset < inspectLimit {
+            let header = stream.peek(max: offset + 5).suffix(5)
+            let type = header.first!
+            let lengthField = Int(Int32(bigEndianBytes: Array(header), at: 1))
+            let total = lengthField + 1
+            guard lengthField >= 4 else { break }
+            switch FrontendMessageID(rawValue: type) {
+            case .query?, .parse?:
+                guard offset + total <= available, total <= inspectLimit else { write = true; break scan }
+                let payload = Array(stream.peek(max: offset + total).dropFirst(offset + 5))
+                let sql: String
+                if type == FrontendMessageID.query.rawValue {
+                    sql = String(decoding: payload.prefix { $0 != 0 }, as: UTF8.self)
+                } else {
+                    guard let parse = try? ParseMessage(payload: payload) else { write = true; break scan }
+                    sql = parse.query
+                }
+                hint = RouteHint.find(in: sql) ?? hint
+                if !classifiedAsRead(sql) { write = true }
+                if type == FrontendMessageID.query.rawValue { break scan }
+            case .bind?:
+                let prefix = Array(stream.peek(max: min(offset + total, offset + 5 + 2 * 1025)).dropFirst(offset + 5))
+                if let head = try? BindHead.parse(prefix: prefix), !head.statement.isEmpty {
+                    guard let id = statements.id(for: head.statement), let key = proxy.statementKey(id) else { write = true; break scan }
+                    if !classifiedAsRead(key.query) { write = true }
+                }
+            case .functionCall?:
+                write = true
+            case .sync?:
+                break scan
+            case .describe?, .execute?, .close?, .flush?, .copyData?, .copyDone?, .copyFail?, .password?, .terminate?, nil:
+                break
+            }
+            offset += total
+        }
+        var preference = RoutePreference.auto
+        if let setting = session.parameters["switchyard.route"] {
+            let value = setting.trimmingCharacters(in: CharacterSet(charactersIn: "'\" ")).lowercased()
+            preference = RoutePreference(rawValue: value) ?? .auto
+        }
+        switch hint {
+        case .primary?: preference = .primary
+        case .replica?: preference = .replica
+        case nil: break
+        }
+        return (write ? .write : .read, preference)
+    }
+
+    /// A statement that may run on a replica: a read by the classifier, or BEGIN READ ONLY.
+    private func classifiedAsRead(_ sql: String) -> Bool {
+        let c = proxy.classifier.classify(sql)
+        if case .begin(readOnly: true)? = c.transaction { return true }
+        return c.route == .replica
     }
 }

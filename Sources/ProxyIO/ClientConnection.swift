@@ -38,6 +38,12 @@ final class ClientConnection: StreamHandler, Hashable {
     /// Login replies (ParameterStatus, BackendKeyData) have been sent.
     private var greeted = false
     var poolMode: PoolMode = .session
+    /// Read-your-writes: the primary's WAL position after this client's last write transaction.
+    var minLSN: LSN?
+    /// Deadline of a read waiting for a replica to replay `minLSN`.
+    var replicaWaitDeadline: Double?
+    /// The current server was chosen for a write (a write transaction ends with a WAL position query).
+    var routedWrite = false
     /// Servers lost during check/setup for this client in a row.
     private var serverRetries = 0
     /// Session parameters and pins that follow the client across servers (transaction mode).
@@ -156,12 +162,62 @@ final class ClientConnection: StreamHandler, Hashable {
         requestServer()
     }
 
-    /// Transaction mode: the client sent something and needs a server again.
+    /// The client needs a server: route its pending batch (transaction mode; session mode and login go
+    /// by the same router), then queue on the chosen backend's pool.
     func requestServer() {
-        guard let pool else { return }
-        phase = .waitingForServer
-        waitingSince = monotonicNow()
-        pool.request(for: self)
+        guard let current = pool else { return }
+        let now = monotonicNow()
+        let (request, preference) = greeted && poolMode == .transaction ? pendingRoute() : (greeted || poolMode == .session ? .write : .read, .auto)
+        let context = RouteContext(request: request, preference: preference,
+                                   minLSN: proxy.config.proxy.readYourWrites == .lsn ? minLSN : nil,
+                                   waitDeadline: replicaWaitDeadline, now: now)
+        switch proxy.router.route(context, backends: &proxy.backends, random: &proxy.random) {
+        case .primary(let name), .replica(let name):
+            proxy.waitingForReplica.remove(self)
+            replicaWaitDeadline = nil
+            guard let backend = proxy.backendConfig(named: name) else { return }
+            routedWrite = request == .write
+            let pool = current.backend.name == name ? current : proxy.pool(database: current.database, user: current.user, backend: backend)
+            self.pool = pool
+            phase = .waitingForServer
+            waitingSince = now
+            pool.request(for: self)
+        case .waitForReplica(let until):
+            // Read-your-writes: no replica has replayed this client's last write yet; the janitor retries.
+            replicaWaitDeadline = until
+            phase = .waitingForServer
+            proxy.waitingForReplica.insert(self)
+        case .fail(let sqlState, let message):
+            proxy.waitingForReplica.remove(self)
+            replicaWaitDeadline = nil
+            if greeted {
+                rejectPendingBatch(code: sqlState, message: message)
+            } else {
+                fail(code: sqlState, message: message, reason: "no backend")
+            }
+        }
+    }
+
+    /// Janitor: a read waiting for read-your-writes routes again (a replica may have caught up, or time is up).
+    func retryRoute(now: Double) {
+        guard case .waitingForServer = phase, replicaWaitDeadline != nil else {
+            proxy.waitingForReplica.remove(self)
+            return
+        }
+        requestServer()
+    }
+
+    /// Answers the client's next batch (a Query, or extended messages through Sync) with an error, without a server.
+    func rejectPendingBatch(code: String, message: String) {
+        phase = .idle
+        while let (type, lengthField) = stream.peekHeader() {
+            let total = Int(lengthField) + 1
+            guard lengthField >= 4, stream.inputLength >= total else { break }
+            stream.drain(total)
+            if type == FrontendMessageID.query.rawValue || type == FrontendMessageID.sync.rawValue { break }
+        }
+        stream.write(ProxyMessages.error(severity: "ERROR", code: code, message: message) + ProxyMessages.readyForQuery(.idle))
+        if stream.inputLength > 0 { idleInput() }
     }
 
     /// The pool gives this client a server: apply its startup parameters, then greet it.
@@ -239,6 +295,15 @@ final class ClientConnection: StreamHandler, Hashable {
         }
         server.transactionFailed = false
         server.watchCommandTags = false
+        if routedWrite && greeted && proxy.config.proxy.readYourWrites == .lsn && !session.isPinned && remaining == 0 {
+            // Read-your-writes: learn a WAL position at or after this commit before the server goes back.
+            routedWrite = false
+            // Nothing the client sends meanwhile is relayed: it waits in the input buffer.
+            phase = .settingUp(server)
+            server.runInternal(.walPosition, sql: "SELECT pg_current_wal_lsn()")
+            return
+        }
+        routedWrite = false
         if session.isPinned || remaining > 0 {
             if session.isPinned { log.debug("client pinned", metadata: ["client": "\(label)", "reason": "\(session.pinReason ?? "")"]) }
             return relayToServer()
@@ -246,6 +311,14 @@ final class ClientConnection: StreamHandler, Hashable {
         phase = .idle
         server.goIdle()
         idleInput()
+    }
+
+    /// The WAL position after this client's write: its reads now need a replica that replayed it.
+    func walPositionKnown(_ lsn: LSN?, on server: ServerConnection) {
+        if let lsn, minLSN.map({ lsn > $0 }) ?? true { minLSN = lsn }
+        guard case .settingUp(let current) = phase, current === server else { return }
+        phase = .active(server)
+        transactionEnded(on: server)
     }
 
     private func restoreStartupParameters() {
@@ -354,6 +427,7 @@ final class ClientConnection: StreamHandler, Hashable {
             if clean && remaining == 0 { server.release() } else { server.close(reason: "client failed") }
         case .waitingForServer:
             pool?.cancelWait(self)
+            proxy.waitingForReplica.remove(self)
         case .startup, .idle, .closed:
             break
         }

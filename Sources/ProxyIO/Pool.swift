@@ -8,28 +8,29 @@ final class Pool {
     let proxy: Proxy
     let database: String
     let user: String
+    /// The backend this pool's servers connect to.
+    let backend: BackendConfig
     let poolMode: PoolMode
     private(set) var machine: PoolStateMachine<ClientConnection, ServerConnection>
     /// Servers being opened (owned here until they log in; then the machine's collections hold them).
     private var opening: Set<ServerConnection> = []
-    /// The last SCRAM ClientKey a client of this user proved, for SCRAM pass-through to the server.
-    var scramClientKey: [UInt8]?
 
-    init(proxy: Proxy, database: String, user: String, size: Int) {
+    init(proxy: Proxy, database: String, user: String, backend: BackendConfig, size: Int) {
         self.proxy = proxy
+        self.backend = backend
         self.database = database
         self.user = user
         self.poolMode = proxy.config.poolMode(forUser: user)
         self.machine = PoolStateMachine(maxSize: size, retryDelay: proxy.config.proxy.serverLoginRetry)
     }
 
-    var label: String { "\(database)/\(user)" }
+    var label: String { "\(database)/\(user)@\(backend.name)" }
 
     /// How the proxy logs in to the server as this pool's user.
     var credential: ServerCredential {
         switch proxy.secrets[user] {
         case .scram(let s)?:
-            if let key = scramClientKey { return .scramKeys(clientKey: key, serverKey: s.serverKey) }
+            if let key = proxy.scramClientKeys[user] { return .scramKeys(clientKey: key, serverKey: s.serverKey) }
             return .secret(.scram(s))
         case let secret?: return .secret(secret)
         case nil: return .none
@@ -92,7 +93,6 @@ final class Pool {
     }
 
     private func openServer() {
-        let backend = proxy.config.primary
         guard let address = SocketAddress.resolve(host: backend.host, port: backend.port) else {
             lastError = ErrorFields(fields: [UInt8(ascii: "C"): SQLState.unableToConnect,
                                              UInt8(ascii: "M"): "switchyard could not resolve backend \(backend.name) host \"\(backend.host)\""])

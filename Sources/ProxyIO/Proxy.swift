@@ -19,6 +19,10 @@ public final class Proxy {
     private var cancelKeys: [UInt64: ClientConnection] = [:]
     private var cancelForwarders: Set<CancelForwarder> = []
     private var idCounter = 0
+    /// Clients whose read waits for a replica to replay their own write (read-your-writes).
+    var waitingForReplica: Set<ClientConnection> = []
+    /// The last SCRAM ClientKey each user proved, for SCRAM pass-through to servers (any backend).
+    var scramClientKeys: [String: [UInt8]] = [:]
     /// Protocol-level prepared statements of all clients (transaction mode): one id per distinct query.
     private var registry = StatementRegistry()
     /// Session effects of each registered statement (a prepared SET applies when executed).
@@ -26,11 +30,56 @@ public final class Proxy {
     private lazy var mockNonce: [UInt8] = crypto.randomBytes(32)
     private var shuttingDown = false
 
+    /// Health, role, lag and load of every backend (fed by the probes), and the read/write router.
+    var backends: BackendSet
+    var router: Router
+    var random = SystemRandomNumberGenerator()
+    private var probes: [HealthProbe] = []
+    /// Routing decisions by statement fingerprint (libpg_query runs once per fingerprint).
+    let classifier: Classifier
+
     public init(config: Config, logger: Logger) throws {
         self.config = config
         self.logger = logger
         self.loop = EventLoop()
         self.secrets = try Self.loadSecrets(config)
+        self.backends = BackendSet(Self.backendList(config), policy: Self.healthPolicy(config), loadBalance: config.proxy.loadBalance)
+        self.router = Router(fallback: config.proxy.replicaFallback, readYourWritesTimeout: config.proxy.readYourWritesTimeout)
+        self.classifier = Classifier(parser: PgQueryParser(), catalog: BuiltinFunctionCatalog())
+    }
+
+    static func backendList(_ config: Config) -> [(name: String, role: BackendRoleSetting, weight: Int)] {
+        config.backends.map { b in
+            (b.name, b.roleSetting ?? (b.role == .primary ? .primary : .replica), b.weight)
+        }
+    }
+
+    static func healthPolicy(_ config: Config) -> HealthPolicy {
+        var p = HealthPolicy()
+        p.failuresToOpen = config.proxy.healthCheckFailures
+        p.resetTimeout = config.proxy.healthCheckResetTimeout
+        p.successesToClose = config.proxy.healthCheckSuccesses
+        p.maxLagSeconds = config.proxy.maxReplicaLag
+        p.maxLagBytes = UInt64(config.proxy.maxReplicaLagBytes)
+        return p
+    }
+
+    func backendConfig(named name: String) -> BackendConfig? {
+        config.backends.first { $0.name == name }
+    }
+
+    // MARK: Probes
+
+    func probeSucceeded(_ name: String, now: Double, inRecovery: Bool, lsn: LSN?, replayDelaySeconds: Double?) {
+        let change = backends.probeSucceeded(name, now: now, inRecovery: inRecovery, lsn: lsn, replayDelaySeconds: replayDelaySeconds)
+        backends.updateLag()
+        if let change { logger.notice("backend \(change.to == .closed ? "back in" : "state changed")", metadata: ["backend": "\(name)", "from": "\(change.from.rawValue)", "to": "\(change.to.rawValue)"]) }
+    }
+
+    func probeFailed(_ name: String, now: Double, error: String) {
+        let change = backends.probeFailed(name, now: now, error: error)
+        logger.info("health check failed", metadata: ["backend": "\(name)", "error": "\(error)"])
+        if let change { logger.warning("backend \(change.to == .open ? "taken out" : "state changed")", metadata: ["backend": "\(name)", "from": "\(change.from.rawValue)", "to": "\(change.to.rawValue)"]) }
     }
 
     static func loadSecrets(_ config: Config) throws -> [String: Secret] {
@@ -42,7 +91,10 @@ public final class Proxy {
     /// Binds the listening socket; throws if the address is taken.
     public func start() throws {
         listener = try Listener(proxy: self, host: config.proxy.listenAddr, port: config.proxy.listenPort)
-        loop.every(0.2) { [unowned self] in self.janitor() }
+        if !config.proxy.healthCheckUser.isEmpty {
+            probes = config.backends.map { HealthProbe(proxy: self, backend: $0) }
+        }
+        loop.every(0.1) { [unowned self] in self.janitor() }
         logger.info("listening", metadata: ["addr": "\(config.proxy.listenAddr):\(config.proxy.listenPort)",
                                              "pool_mode": "\(config.proxy.poolMode.rawValue)",
                                              "primary": "\(config.primary.host):\(config.primary.port)"])
@@ -102,15 +154,15 @@ public final class Proxy {
             client.secretKey = Int32(bitPattern: UInt32(r[4]) << 24 | UInt32(r[5]) << 16 | UInt32(r[6]) << 8 | UInt32(r[7]))
         } while cancelKeys[cancelKey(client.processID, client.secretKey)] != nil
         cancelKeys[cancelKey(client.processID, client.secretKey)] = client
-        let pool = self.pool(database: info.database, user: info.user)
-        if let key = info.scramClientKey { pool.scramClientKey = key }
-        client.waitForServer(in: pool)
+        if let key = info.scramClientKey { scramClientKeys[info.user] = key }
+        client.waitForServer(in: self.pool(database: info.database, user: info.user, backend: config.primary))
     }
 
-    func pool(database: String, user: String) -> Pool {
-        let key = database + "\u{0}" + user
+    /// The pool of (database, user) on `backend`, created on first use.
+    func pool(database: String, user: String, backend: BackendConfig) -> Pool {
+        let key = database + "\u{0}" + user + "\u{0}" + backend.name
         if let p = pools[key] { return p }
-        let p = Pool(proxy: self, database: database, user: user, size: config.poolSize(forUser: user))
+        let p = Pool(proxy: self, database: database, user: user, backend: backend, size: config.poolSize(forUser: user))
         pools[key] = p
         return p
     }
@@ -192,6 +244,8 @@ public final class Proxy {
 
     private func janitor() {
         let now = monotonicNow()
+        for probe in probes { probe.tick(now: now) }
+        for client in waitingForReplica { client.retryRoute(now: now) }
         for client in clients { client.checkTimeout(now: now) }
         for pool in pools.values {
             for server in pool.allServers { server.checkTimeout(now: now) }
@@ -220,6 +274,7 @@ public final class Proxy {
         for pool in pools.values {
             for server in pool.allServers { server.close(reason: "shutdown") }
         }
+        for probe in probes { probe.close() }
         // Let queued error messages flush, then stop.
         loop.every(0.3) { [unowned self] in self.loop.stop() }
     }

@@ -20,6 +20,7 @@ final class ServerConnection: StreamHandler, Hashable {
     enum InternalQuery {
         case setup      // health check and SETs that bring the server to the client's session parameters
         case reset      // server_reset_query after a client left
+        case walPosition // pg_current_wal_lsn() after a client's write transaction (read-your-writes)
     }
 
     let id: Int
@@ -211,11 +212,17 @@ final class ServerConnection: StreamHandler, Hashable {
                 transactionStatus = status
                 phase = .active
                 internalQueryDone(query, error: firstError, status: status)
+                internalRow = nil
                 return
+            case .other(type: BackendMessageID.dataRow.rawValue):
+                if internalRow == nil { internalRow = HealthProbe.textColumns(frame.payload) }
             case .authentication, .backendKeyData, .notice, .negotiateProtocolVersion, .other: continue
             }
         }
     }
+
+    /// First row of the running internal query.
+    private var internalRow: [String?]?
 
     private func internalQueryDone(_ query: InternalQuery, error: ErrorFields?, status: TransactionStatus) {
         switch query {
@@ -229,6 +236,10 @@ final class ServerConnection: StreamHandler, Hashable {
             }
             sessionParams = client.session.parameters
             client.serverReady(self)
+        case .walPosition:
+            guard let client else { return release() }
+            if let error { log.warning("pg_current_wal_lsn() failed", metadata: ["server": "\(label)", "error": "\(error.message)"]) }
+            client.walPositionKnown(internalRow?.first.flatMap { $0.flatMap { LSN($0) } }, on: self)
         case .reset:
             if let error {
                 log.warning("server reset failed", metadata: ["server": "\(label)", "error": "\(error.message)"])

@@ -433,12 +433,15 @@ final class ConfigParserTests: XCTestCase {
         let proxyKeys = ConfigKeys.keys(in: .proxy).map(\.name)
         XCTAssertEqual(proxyKeys, [
             "listen_addr", "listen_port", "pool_mode", "auth_type", "auth_file", "default_pool_size",
-            "min_pool_size", "max_prepared_statements", "server_idle_timeout", "server_lifetime", "server_check_delay",
-            "server_check_query", "max_client_conn",
-            "server_reset_query", "admin_users", "stats_users", "log_level", "server_connect_timeout",
-            "client_login_timeout", "server_login_retry", "query_wait_timeout", "max_packet_size", "workers", "pid_file",
+            "min_pool_size", "max_prepared_statements", "server_idle_timeout", "server_lifetime",
+            "server_check_delay", "server_check_query", "health_check_interval", "health_check_timeout",
+            "health_check_failures", "health_check_reset_timeout", "health_check_successes", "health_check_user",
+            "health_check_database", "replica_fallback", "max_replica_lag", "max_replica_lag_bytes", "load_balance",
+            "read_your_writes", "read_your_writes_timeout", "max_client_conn", "server_reset_query", "admin_users",
+            "stats_users", "log_level", "server_connect_timeout", "client_login_timeout", "server_login_retry",
+            "query_wait_timeout", "max_packet_size", "workers", "pid_file",
         ])
-        XCTAssertEqual(ConfigKeys.keys(in: .backend).map(\.name), ["host", "port", "weight"])
+        XCTAssertEqual(ConfigKeys.keys(in: .backend).map(\.name), ["host", "port", "role", "weight"])
         XCTAssertEqual(ConfigKeys.keys(in: .user).map(\.name), ["pool_mode", "pool_size"])
         XCTAssertEqual(ConfigKeys.key(.proxy, "listen_port")?.kind, "integer")
         XCTAssertEqual(ConfigKeys.key(.proxy, "pool_mode")?.kind, "enum: session|transaction")

@@ -25,11 +25,19 @@ public enum BackendRole: String, Sendable {
     case replica
 }
 
+/// `read_your_writes`: after a client's write commits, its reads go only to replicas that replayed it.
+public enum ReadYourWrites: String, CaseIterable, Sendable {
+    case lsn
+    case off
+}
+
 /// One Postgres server the proxy connects to.
 public struct BackendConfig: Equatable, Sendable {
     /// "primary" for the primary; NAME for `[replica.NAME]`.
     public var name: String
     public var role: BackendRole
+    /// `role = primary | replica | auto`: auto follows `pg_is_in_recovery()` (failover-aware). Defaults to the section's role.
+    public var roleSetting: BackendRoleSetting?
     public var host: String
     public var port: Int
     /// Relative share of read traffic; 0 takes none.
@@ -78,6 +86,26 @@ public struct ProxySettings: Equatable, Sendable {
     public var serverCheckDelay: Double = 30
     /// The health-check query; "" turns the check off.
     public var serverCheckQuery: String = "SELECT 1"
+
+    // Routing (read/write splitting).
+    /// Seconds between backend health probes (which also sample WAL positions for lag and read-your-writes).
+    public var healthCheckInterval: Double = 1
+    public var healthCheckTimeout: Double = 3
+    public var healthCheckFailures: Int = 3
+    public var healthCheckResetTimeout: Double = 10
+    public var healthCheckSuccesses: Int = 2
+    /// User (from auth_file) the probes log in as; "" turns probes off (every backend is assumed up, lag unknown).
+    public var healthCheckUser: String = ""
+    public var healthCheckDatabase: String = "postgres"
+    public var replicaFallback: ReplicaFallback = .primary
+    /// Seconds of replay delay beyond which a replica gets no reads; 0 turns the check off.
+    public var maxReplicaLag: Double = 10
+    /// Bytes of WAL a replica may be behind before it gets no reads; 0 turns the check off.
+    public var maxReplicaLagBytes: Int = 0
+    public var loadBalance: LoadBalance = .roundRobin
+    public var readYourWrites: ReadYourWrites = .lsn
+    /// Seconds a read waits for a replica to replay the client's own write before it goes to the primary.
+    public var readYourWritesTimeout: Double = 1
     public var maxClientConn: Int = 10000
     /// Sent to a server connection before it goes back to the pool; "" sends nothing.
     public var serverResetQuery: String = "DISCARD ALL"

@@ -202,3 +202,17 @@ fileprivate extension Character {
     /// 0-9 only (not other Unicode digits).
     var isASCIIDigit: Bool { isASCII && isNumber }
 }
+
+extension ConfigValue {
+    /// One of an enum's raw values, where unset (nil) means "decided elsewhere" (e.g. a backend's role by its section).
+    static func optionalChoice<E>(_ type: E.Type) -> ConfigValue<E?>
+    where E: RawRepresentable & CaseIterable & Sendable, E.RawValue == String, T == E? {
+        let names = E.allCases.map(\.rawValue)
+        return ConfigValue<E?>(kind: "enum: " + names.joined(separator: "|"), parse: { raw, _ throws(ConfigValueMismatch) in
+            guard let value = E(rawValue: raw.lowercased()) else {
+                throw ConfigValueMismatch(expected: "one of " + names.joined(separator: ", "))
+            }
+            return value
+        }, render: { $0?.rawValue ?? "(section's role)" })
+    }
+}

@@ -1,0 +1,167 @@
+// A copy of the proxy's state taken by the I/O layer for one admin command: clients, servers, pools,
+// config. Plain values, so the console can build result sets without touching live objects.
+
+/// One client connection, as SHOW CLIENTS lists it.
+public struct AdminClientRow: Sendable, Equatable {
+    /// Always "C".
+    public var type: String
+    public var user: String
+    public var database: String
+    /// "active", "idle", "waiting" or "login".
+    public var state: String
+    public var addr: String
+    public var port: Int
+    /// The proxy's own address and port of this connection.
+    public var localAddr: String
+    public var localPort: Int
+    /// Already formatted ("2024-05-01 12:00:00 UTC").
+    public var connectTime: String
+    public var requestTime: String
+    /// How long the client has waited for a server: whole seconds, plus microseconds.
+    public var wait: Int
+    public var waitMicros: Int
+    /// Backend PID of the server connection this client holds, if any.
+    public var linkedServerPID: Int?
+    public var applicationName: String
+    public var preparedStatements: Int
+    /// Why the client holds its server beyond a transaction (e.g. "listen"); nil when not pinned.
+    public var pinned: String?
+    /// TLS description ("TLSv1.3/TLS_AES_256_GCM_SHA384/..."); empty for plain connections.
+    public var tls: String
+    /// Unique across clients and servers (one counter, as in PgBouncer); `ptr` and `link` are built from it.
+    public var id: Int
+
+    public init(type: String = "C", user: String, database: String, state: String, addr: String, port: Int,
+                localAddr: String = "", localPort: Int = 0, connectTime: String, requestTime: String,
+                wait: Int = 0, waitMicros: Int = 0, linkedServerPID: Int? = nil, applicationName: String = "",
+                preparedStatements: Int = 0, pinned: String? = nil, tls: String = "", id: Int) {
+        self.type = type
+        self.user = user
+        self.database = database
+        self.state = state
+        self.addr = addr
+        self.port = port
+        self.localAddr = localAddr
+        self.localPort = localPort
+        self.connectTime = connectTime
+        self.requestTime = requestTime
+        self.wait = wait
+        self.waitMicros = waitMicros
+        self.linkedServerPID = linkedServerPID
+        self.applicationName = applicationName
+        self.preparedStatements = preparedStatements
+        self.pinned = pinned
+        self.tls = tls
+        self.id = id
+    }
+}
+
+/// One server connection, as SHOW SERVERS lists it.
+public struct AdminServerRow: Sendable, Equatable {
+    /// Always "S".
+    public var type: String
+    public var user: String
+    public var database: String
+    /// "active", "idle", "used", "login" or "tested".
+    public var state: String
+    public var addr: String
+    public var port: Int
+    public var localAddr: String
+    public var localPort: Int
+    public var connectTime: String
+    public var requestTime: String
+    /// The backend's process id (from BackendKeyData).
+    public var remotePID: Int
+    /// `id` of the client holding this server, if any.
+    public var linkedClientID: Int?
+    public var applicationName: String
+    public var preparedStatements: Int
+    public var tls: String
+    /// Unique across clients and servers.
+    public var id: Int
+    /// "primary" or the replica's name.
+    public var backend: String
+
+    public init(type: String = "S", user: String, database: String, state: String, addr: String, port: Int,
+                localAddr: String = "", localPort: Int = 0, connectTime: String, requestTime: String,
+                remotePID: Int, linkedClientID: Int? = nil, applicationName: String = "", preparedStatements: Int = 0,
+                tls: String = "", id: Int, backend: String) {
+        self.type = type
+        self.user = user
+        self.database = database
+        self.state = state
+        self.addr = addr
+        self.port = port
+        self.localAddr = localAddr
+        self.localPort = localPort
+        self.connectTime = connectTime
+        self.requestTime = requestTime
+        self.remotePID = remotePID
+        self.linkedClientID = linkedClientID
+        self.applicationName = applicationName
+        self.preparedStatements = preparedStatements
+        self.tls = tls
+        self.id = id
+        self.backend = backend
+    }
+}
+
+/// One pool (database, user, backend), as SHOW POOLS lists it.
+public struct AdminPoolRow: Sendable, Equatable {
+    public var database: String
+    public var user: String
+    public var clActive: Int
+    public var clWaiting: Int
+    public var svActive: Int
+    public var svIdle: Int
+    public var svUsed: Int
+    public var svTested: Int
+    public var svLogin: Int
+    /// How long the oldest waiting client has waited: whole seconds, plus microseconds.
+    public var maxWaitSeconds: Int
+    public var maxWaitMicros: Int
+    /// "session" or "transaction".
+    public var poolMode: String
+    /// "primary" or the replica's name.
+    public var backend: String
+
+    public init(database: String, user: String, clActive: Int = 0, clWaiting: Int = 0, svActive: Int = 0,
+                svIdle: Int = 0, svUsed: Int = 0, svTested: Int = 0, svLogin: Int = 0, maxWaitSeconds: Int = 0,
+                maxWaitMicros: Int = 0, poolMode: String, backend: String) {
+        self.database = database
+        self.user = user
+        self.clActive = clActive
+        self.clWaiting = clWaiting
+        self.svActive = svActive
+        self.svIdle = svIdle
+        self.svUsed = svUsed
+        self.svTested = svTested
+        self.svLogin = svLogin
+        self.maxWaitSeconds = maxWaitSeconds
+        self.maxWaitMicros = maxWaitMicros
+        self.poolMode = poolMode
+        self.backend = backend
+    }
+}
+
+/// Everything the SHOW commands read.
+public struct AdminSnapshot: Sendable {
+    public var clients: [AdminClientRow]
+    public var servers: [AdminServerRow]
+    public var pools: [AdminPoolRow]
+    /// `ConfigKeys.currentValues(config)`.
+    public var config: [(key: String, value: String)]
+    /// What SHOW VERSION prints, e.g. "Switchyard 0.3.0".
+    public var version: String
+    public var startTime: String
+
+    public init(clients: [AdminClientRow] = [], servers: [AdminServerRow] = [], pools: [AdminPoolRow] = [],
+                config: [(key: String, value: String)] = [], version: String, startTime: String = "") {
+        self.clients = clients
+        self.servers = servers
+        self.pools = pools
+        self.config = config
+        self.version = version
+        self.startTime = startTime
+    }
+}
