@@ -6,7 +6,7 @@
 # ---- build stage -------------------------------------------------------------------------
 FROM swift:6.0-bookworm AS build
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libevent-dev libssl-dev libpq-dev pkg-config \
+ && apt-get install -y --no-install-recommends libevent-dev libssl-dev libpq-dev libpg-query-dev pkg-config \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Resolve dependencies in their own layer so source edits don't refetch them.
@@ -20,7 +20,7 @@ RUN swift build -c release \
 # ---- runtime stage -----------------------------------------------------------------------
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libevent-2.1-7 libssl3 libpq5 libstdc++6 ca-certificates \
+ && apt-get install -y --no-install-recommends libevent-2.1-7 libssl3 libpq5 libpg-query1504.0 libstdc++6 ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 # The Swift runtime (swiftCore, Foundation, Dispatch, ...). The binary's RUNPATH names this folder;
 # ldconfig makes it findable as well.

@@ -10,6 +10,8 @@ final class ClientConnection: StreamHandler, Hashable {
         case startup
         /// Transaction mode, logged in, between transactions: no server.
         case idle
+        /// Logged in to the admin console (database "switchyard"): no server.
+        case admin
         case waitingForServer
         case settingUp(ServerConnection)
         case active(ServerConnection)
@@ -36,7 +38,7 @@ final class ClientConnection: StreamHandler, Hashable {
     /// Bytes to send before AuthenticationOk (the SASL final message).
     private var authPrefix: [UInt8] = []
     /// Login replies (ParameterStatus, BackendKeyData) have been sent.
-    private var greeted = false
+    var greeted = false
     var poolMode: PoolMode = .session
     /// Read-your-writes: the primary's WAL position after this client's last write transaction.
     var minLSN: LSN?
@@ -84,6 +86,7 @@ final class ClientConnection: StreamHandler, Hashable {
         case .startup: readLogin()
         case .active: relayToServer()
         case .idle: idleInput()
+        case .admin: readAdmin()
         case .waitingForServer, .settingUp, .closed:
             // Bytes sent before the login completes stay buffered until a server is attached.
             break
@@ -162,6 +165,12 @@ final class ClientConnection: StreamHandler, Hashable {
         requestServer()
     }
 
+    /// The SASL final message owed before AuthenticationOk, once.
+    func takeAuthPrefix() -> [UInt8] {
+        defer { authPrefix = [] }
+        return authPrefix
+    }
+
     /// The client needs a server: route its pending batch (transaction mode; session mode and login go
     /// by the same router), then queue on the chosen backend's pool.
     func requestServer() {
@@ -228,6 +237,7 @@ final class ClientConnection: StreamHandler, Hashable {
             return server.release()
         }
         server.client = self
+        server.lent = true
         server.tracking = poolMode == .transaction
         phase = .settingUp(server)
         let settings = proxy.config.proxy
@@ -428,7 +438,7 @@ final class ClientConnection: StreamHandler, Hashable {
         case .waitingForServer:
             pool?.cancelWait(self)
             proxy.waitingForReplica.remove(self)
-        case .startup, .idle, .closed:
+        case .startup, .idle, .admin, .closed:
             break
         }
     }
@@ -445,7 +455,7 @@ final class ClientConnection: StreamHandler, Hashable {
             if settings.queryWaitTimeout > 0, now - waitingSince > settings.queryWaitTimeout {
                 fail(code: SQLState.connectionFailure, message: "query_wait_timeout: no server connection became free in time", reason: "query wait timeout")
             }
-        case .idle, .settingUp, .active, .closed:
+        case .idle, .admin, .settingUp, .active, .closed:
             break
         }
     }

@@ -19,6 +19,7 @@ public final class Proxy {
     private var cancelKeys: [UInt64: ClientConnection] = [:]
     private var cancelForwarders: Set<CancelForwarder> = []
     private var idCounter = 0
+    let startedAt = monotonicNow()
     /// Clients whose read waits for a replica to replay their own write (read-your-writes).
     var waitingForReplica: Set<ClientConnection> = []
     /// The last SCRAM ClientKey each user proved, for SCRAM pass-through to servers (any backend).
@@ -73,6 +74,8 @@ public final class Proxy {
     func probeSucceeded(_ name: String, now: Double, inRecovery: Bool, lsn: LSN?, replayDelaySeconds: Double?) {
         let change = backends.probeSucceeded(name, now: now, inRecovery: inRecovery, lsn: lsn, replayDelaySeconds: replayDelaySeconds)
         backends.updateLag()
+        // A replica's replay position moved: reads waiting for read-your-writes may go now.
+        for client in waitingForReplica { client.retryRoute(now: now) }
         if let change { logger.notice("backend \(change.to == .closed ? "back in" : "state changed")", metadata: ["backend": "\(name)", "from": "\(change.from.rawValue)", "to": "\(change.to.rawValue)"]) }
     }
 
@@ -147,6 +150,13 @@ public final class Proxy {
 
     func clientAuthenticated(_ client: ClientConnection) {
         guard let info = client.info else { return }
+        if info.database == adminDatabase {
+            guard config.proxy.adminUsers.contains(info.user) || config.proxy.statsUsers.contains(info.user) else {
+                return client.fail(code: SQLState.invalidAuthorization,
+                                   message: "not allowed to connect to the admin console: \"\(info.user)\" is not in admin_users or stats_users",
+                                   reason: "admin console refused")
+            }
+        }
         // A proxy-issued cancel key, unique among live clients.
         repeat {
             let r = crypto.randomBytes(8)
@@ -154,6 +164,7 @@ public final class Proxy {
             client.secretKey = Int32(bitPattern: UInt32(r[4]) << 24 | UInt32(r[5]) << 16 | UInt32(r[6]) << 8 | UInt32(r[7]))
         } while cancelKeys[cancelKey(client.processID, client.secretKey)] != nil
         cancelKeys[cancelKey(client.processID, client.secretKey)] = client
+        if info.database == adminDatabase { return client.startAdminSession() }
         if let key = info.scramClientKey { scramClientKeys[info.user] = key }
         client.waitForServer(in: self.pool(database: info.database, user: info.user, backend: config.primary))
     }
@@ -251,6 +262,14 @@ public final class Proxy {
             for server in pool.allServers { server.checkTimeout(now: now) }
             pool.tick(now: now)
         }
+    }
+
+    /// RELOAD from the admin console: re-reads auth_file (the full config reload comes with SIGHUP handling).
+    func reload() { reloadSecrets() }
+
+    /// SHUTDOWN from the admin console.
+    func requestShutdown(reason: String) {
+        loop.every(0.05) { [unowned self] in if !self.shuttingDown { self.shutdown(signal: reason) } }
     }
 
     private func reloadSecrets() {

@@ -37,6 +37,10 @@ final class ServerConnection: StreamHandler, Hashable {
     var address: SocketAddress
     let openedAt: Double
     var deadline: Double
+    /// Counted in its backend's `outstanding` (least_outstanding load balancing) while lent to a client.
+    var lent = false {
+        didSet { if lent != oldValue { proxy.backends.adjustOutstanding(backend.name, by: lent ? 1 : -1) } }
+    }
     /// When the server last went idle in the pool (server_idle_timeout, server_check_delay).
     var idleSince: Double = 0
     /// Parameters SET on this server (name -> SQL text of the value) since its last reset.
@@ -270,6 +274,7 @@ final class ServerConnection: StreamHandler, Hashable {
 
     /// Back to the pool's idle list.
     func goIdle() {
+        lent = false
         batchFailed = false
         parsedSinceReady.removeAll()
         phase = .idle
@@ -492,6 +497,7 @@ final class ServerConnection: StreamHandler, Hashable {
         }
         phase = .closed
         client = nil
+        lent = false
         if wasLoggedIn && !stream.isClosed { stream.write(ProxyMessages.terminate()) }
         stream.closeAfterFlush()
         if wasLoggedIn { pool.serverClosed(self) } else { pool.serverFailed(self, error: nil) }

@@ -5,7 +5,7 @@ import Logging
 import ProxyCore
 import ProxyIO
 
-let switchyardVersion = "0.1.0"
+
 
 struct Switchyard: ParsableCommand {
     static let configuration = CommandConfiguration(
