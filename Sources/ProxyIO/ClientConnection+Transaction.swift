@@ -39,7 +39,13 @@ extension ClientConnection {
             case .query?:
                 if small {
                     guard stream.inputLength >= total else { break loop }
-                    noteEffects(ofQueryPayload: stream.peek(max: total).dropFirst(5), server: server)
+                    let bytes = stream.peek(max: total)
+                    noteEffects(ofQueryPayload: bytes.dropFirst(5), server: server)
+                    // A lone read on a replica outside a transaction may be retried on the primary (safety net).
+                    let onReplica = proxy.backends.status(server.backend.name)?.isPrimary == false
+                    server.retryableQuery = onReplica && server.tracker.isEmpty && server.transactionStatus == .idle ? bytes : nil
+                } else {
+                    server.retryableQuery = nil
                 }
                 server.tracker.sent(.query)
                 server.pendingReady += 1
@@ -144,6 +150,7 @@ extension ClientConnection {
                 }
                 continue
             case .execute?:
+                server.retryableQuery = nil
                 server.unsynced = true
                 server.tracker.sent(.execute)
             case .sync?:

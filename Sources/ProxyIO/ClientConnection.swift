@@ -44,6 +44,8 @@ final class ClientConnection: StreamHandler, Hashable {
     var minLSN: LSN?
     /// Deadline of a read waiting for a replica to replay `minLSN`.
     var replicaWaitDeadline: Double?
+    /// The next batch goes to the primary whatever it is (a misrouted read being retried).
+    var forcePrimary = false
     /// The current server was chosen for a write (a write transaction ends with a WAL position query).
     var routedWrite = false
     /// Servers lost during check/setup for this client in a row.
@@ -176,11 +178,18 @@ final class ClientConnection: StreamHandler, Hashable {
     func requestServer() {
         guard let current = pool else { return }
         let now = monotonicNow()
-        let (request, preference) = greeted && poolMode == .transaction ? pendingRoute() : (greeted || poolMode == .session ? .write : .read, .auto)
+        var (request, preference) = greeted && poolMode == .transaction ? pendingRoute() : (greeted || poolMode == .session ? .write : .read, .auto)
+        if forcePrimary {
+            forcePrimary = false
+            preference = .primary
+        }
         let context = RouteContext(request: request, preference: preference,
                                    minLSN: proxy.config.proxy.readYourWrites == .lsn ? minLSN : nil,
                                    waitDeadline: replicaWaitDeadline, now: now)
-        switch proxy.router.route(context, backends: &proxy.backends, random: &proxy.random) {
+        let decision = proxy.router.route(context, backends: &proxy.backends, random: &proxy.random)
+        log.debug("route", metadata: ["client": "\(label)", "request": "\(request)", "preference": "\(preference.rawValue)",
+                                      "min_lsn": "\(context.minLSN?.description ?? "-")", "decision": "\(decision)"])
+        switch decision {
         case .primary(let name), .replica(let name):
             proxy.waitingForReplica.remove(self)
             replicaWaitDeadline = nil
@@ -205,6 +214,25 @@ final class ClientConnection: StreamHandler, Hashable {
                 fail(code: sqlState, message: message, reason: "no backend")
             }
         }
+    }
+
+    /// Safety net: a read sent to a replica failed with 25006 or lost its connection before any reply. The
+    /// replica goes back (if still usable), the query goes back in front of the input, and it runs on the primary.
+    func retryOnPrimary(_ query: [UInt8], from server: ServerConnection?) {
+        proxy.misroutes += 1
+        log.warning("misrouted read retried on the primary", metadata: ["client": "\(label)"])
+        if let server, case .active(let current) = phase, current === server {
+            server.retryableQuery = nil
+            phase = .idle
+            server.goIdle()
+        } else if case .active = phase {
+            phase = .idle
+        }
+        guard case .idle = phase else { return }
+        remaining = 0
+        stream.prepend(query)
+        forcePrimary = true
+        requestServer()
     }
 
     /// Janitor: a read waiting for read-your-writes routes again (a replica may have caught up, or time is up).

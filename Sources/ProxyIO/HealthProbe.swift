@@ -13,7 +13,15 @@ final class HealthProbe: StreamHandler {
         case login(ServerLoginStateMachine)
         case idle
         case querying(row: [String?]?)
+        /// Reading pg_proc (the primary's probe only): name, schema, volatility per function.
+        case catalog(rows: [[String?]])
     }
+
+    /// Function volatility from the catalog, for the classifier (a function it does not know goes to the primary).
+    static let catalogQuery = "SELECT p.proname, n.nspname, p.provolatile FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+    /// How often the primary's probe re-reads pg_proc (functions created later are unknown, so primary, until then).
+    static let catalogRefresh = 300.0
+    private var catalogDueAt = 0.0
 
     /// One row: in recovery, WAL LSN (current on a primary, replayed on a replica), replay delay in seconds
     /// (0 when the replica has replayed everything it received).
@@ -40,9 +48,16 @@ final class HealthProbe: StreamHandler {
     func tick(now: Double) {
         let settings = proxy.config.proxy
         switch phase {
-        case .connecting, .login, .querying:
+        case .connecting, .login, .querying, .catalog:
             if now > deadline { failed("health check timed out after \(settings.healthCheckTimeout)s", now: now) }
         case .idle:
+            if backend.role == .primary, now >= catalogDueAt {
+                catalogDueAt = now + Self.catalogRefresh
+                phase = .catalog(rows: [])
+                deadline = now + max(settings.healthCheckTimeout, 10)
+                stream?.write(ProxyMessages.query(Self.catalogQuery))
+                return
+            }
             guard now >= nextProbeAt, proxy.backends.shouldProbe(backend.name, now: now) else { return }
             phase = .querying(row: nil)
             deadline = now + settings.healthCheckTimeout
@@ -116,6 +131,22 @@ final class HealthProbe: StreamHandler {
                     return failed("health query failed: \(fields.message)", now: monotonicNow())
                 case .readyForQuery:
                     return finished(row: row)
+                case .authentication, .parameterStatus, .backendKeyData, .notice, .negotiateProtocolVersion, .other:
+                    continue
+                }
+            case .catalog(var rows):
+                switch message {
+                case .other(type: BackendMessageID.dataRow.rawValue):
+                    if let row = Self.textColumns(frame.payload) { rows.append(row) }
+                    phase = .catalog(rows: rows)
+                case .error(let fields):
+                    proxy.logger.warning("reading pg_proc failed", metadata: ["backend": "\(backend.name)", "error": "\(fields.message)"])
+                    phase = .catalog(rows: [])
+                case .readyForQuery:
+                    if !rows.isEmpty { proxy.catalogLoaded(rows) }
+                    phase = .idle
+                    tick(now: monotonicNow())
+                    return
                 case .authentication, .parameterStatus, .backendKeyData, .notice, .negotiateProtocolVersion, .other:
                     continue
                 }

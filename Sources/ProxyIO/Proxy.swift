@@ -20,6 +20,8 @@ public final class Proxy {
     private var cancelForwarders: Set<CancelForwarder> = []
     private var idCounter = 0
     let startedAt = monotonicNow()
+    /// Reads that reached a replica but had to run on the primary (25006, or the replica was lost before replying).
+    var misroutes = 0
     /// Clients whose read waits for a replica to replay their own write (read-your-writes).
     var waitingForReplica: Set<ClientConnection> = []
     /// The last SCRAM ClientKey each user proved, for SCRAM pass-through to servers (any backend).
@@ -36,8 +38,27 @@ public final class Proxy {
     var router: Router
     var random = SystemRandomNumberGenerator()
     private var probes: [HealthProbe] = []
-    /// Routing decisions by statement fingerprint (libpg_query runs once per fingerprint).
-    let classifier: Classifier
+    /// Routing decisions by statement fingerprint (libpg_query runs once per fingerprint). Replaced when the
+    /// primary's pg_proc is read (function volatility).
+    private(set) var classifier: Classifier
+
+    /// pg_proc rows (name, schema, provolatile) from the primary: overloads take their most volatile form.
+    func catalogLoaded(_ rows: [[String?]]) {
+        var table: [String: FunctionVolatility] = [:]
+        func merge(_ name: String, _ v: FunctionVolatility) {
+            let rank: (FunctionVolatility) -> Int = { $0 == .immutable ? 0 : $0 == .stable ? 1 : 2 }
+            if let old = table[name], rank(old) >= rank(v) { return }
+            table[name] = v
+        }
+        for row in rows where row.count == 3 {
+            guard let name = row[0], let schema = row[1], let code = row[2] else { continue }
+            let v: FunctionVolatility = code == "i" ? .immutable : code == "s" ? .stable : .volatile
+            merge(schema + "." + name, v)
+            if schema == "pg_catalog" || schema == "public" { merge(name, v) }
+        }
+        classifier = Classifier(parser: PgQueryParser(), catalog: BuiltinFunctionCatalog(extra: table))
+        logger.info("function catalog loaded", metadata: ["functions": "\(rows.count)"])
+    }
 
     public init(config: Config, logger: Logger) throws {
         self.config = config

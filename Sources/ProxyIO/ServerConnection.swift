@@ -339,6 +339,31 @@ final class ServerConnection: StreamHandler, Hashable {
             let total = Int(lengthField) + 1
             dropping = false
             switch type {
+            case BackendMessageID.readyForQuery.rawValue where retryAfterReady != nil:
+                guard stream.inputLength >= 6 else { return }
+                stream.drain(6)
+                let query = retryAfterReady!
+                retryAfterReady = nil
+                _ = tracker.received(type: type)
+                transactionStatus = .idle
+                if pendingReady > 0 { pendingReady -= 1 }
+                client.retryOnPrimary(query, from: self)
+                return
+            case BackendMessageID.errorResponse.rawValue where retryableQuery != nil && total <= 65_536:
+                guard stream.inputLength >= total else { return }
+                let fields = ErrorFields(payload: Array(stream.peek(max: total).dropFirst(5)))
+                guard fields.sqlState == "25006" else {
+                    retryableQuery = nil
+                    flushHeldRowDescription(to: out)
+                    break
+                }
+                // A write reached a replica (the classifier was wrong): hide the error, retry on the primary.
+                heldRowDescription = nil
+                retryAfterReady = retryableQuery
+                retryableQuery = nil
+                stream.drain(total)
+                _ = tracker.received(type: type)
+                continue
             case BackendMessageID.readyForQuery.rawValue:
                 guard stream.inputLength >= 6 else { return }
                 if let status = TransactionStatus(rawValue: stream.peekByte(at: 5)) { transactionStatus = status }
@@ -393,6 +418,25 @@ final class ServerConnection: StreamHandler, Hashable {
             default:
                 break
             }
+            switch type {
+            case BackendMessageID.noticeResponse.rawValue, BackendMessageID.parameterStatus.rawValue,
+                 BackendMessageID.notificationResponse.rawValue:
+                break
+            case BackendMessageID.rowDescription.rawValue where retryableQuery != nil && total <= 65_536:
+                // Postgres describes the result before running it: hold the description back until the
+                // statement shows it runs (a row, a completion), so a 25006 can still be retried unseen.
+                guard stream.inputLength >= total else { return }
+                heldRowDescription = stream.peek(max: total)
+                stream.drain(total)
+                if tracking {
+                    let step = tracker.received(type: type)
+                    if !step.emitBefore.isEmpty { out.write(step.emitBefore) }
+                }
+                continue
+            default:
+                retryableQuery = nil   // a reply reached the client: never retried after this
+                flushHeldRowDescription(to: out)
+            }
             if tracking {
                 let step = tracker.received(type: type)
                 if step.unexpected {
@@ -410,6 +454,20 @@ final class ServerConnection: StreamHandler, Hashable {
     }
 
     private var dropping = false
+    /// A RowDescription held back while the query may still be retried on the primary.
+    private var heldRowDescription: [UInt8]?
+
+    private func flushHeldRowDescription(to out: Stream) {
+        if let held = heldRowDescription {
+            out.write(held)
+            heldRowDescription = nil
+        }
+    }
+    /// The one simple Query in flight on a replica, kept until any reply reaches the client: a 25006 error
+    /// or a lost connection before that sends it to the primary instead.
+    var retryableQuery: [UInt8]?
+    /// Drop the ReadyForQuery that follows a swallowed 25006, then retry on the primary.
+    private var retryAfterReady: [UInt8]?
     /// An error arrived since the last ReadyForQuery.
     private var batchFailed = false
     private var releaseAfterMessage = false
@@ -479,6 +537,13 @@ final class ServerConnection: StreamHandler, Hashable {
             let c = client
             close(reason: why)
             c?.serverLostBeforeUse()
+        case .active where retryableQuery != nil && client != nil:
+            log.warning("replica connection lost before any reply: retrying on the primary", metadata: ["server": "\(label)", "reason": "\(why)"])
+            let c = client!
+            let query = retryableQuery!
+            retryableQuery = nil
+            close(reason: why)
+            c.retryOnPrimary(query, from: nil)
         case .internalQuery, .idle, .active:
             log.warning("server connection lost", metadata: ["server": "\(label)", "reason": "\(why)"])
             let c = client

@@ -103,6 +103,11 @@ final class Stream {
 
     func drain(_ count: Int) { evbuffer_drain(input, count) }
 
+    /// Puts bytes back in front of the buffered input (a query being retried elsewhere).
+    func prepend(_ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { _ = evbuffer_prepend(input, $0.baseAddress, $0.count) }
+    }
+
     /// Removes and returns one whole message if it is all buffered (login phases; small messages).
     func takeFrame(maxLength: Int) throws(ProtocolViolation) -> Frame? {
         guard let (type, lengthField) = peekHeader() else { return nil }
