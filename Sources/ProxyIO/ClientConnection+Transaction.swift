@@ -19,13 +19,8 @@ extension ClientConnection {
                 remaining -= moved
                 continue
             }
-            guard let (type, lengthField) = stream.peekHeader() else { break }
-            guard lengthField >= 4, Int(lengthField) <= maxLength else {
-                let v: ProtocolViolation = lengthField < 4 ? .badLength(type: type, length: lengthField)
-                                                          : .messageTooLarge(type: type, length: Int(lengthField))
-                return fail(code: SQLState.protocolViolation, message: v.message, reason: "protocol violation")
-            }
-            let total = Int(lengthField) + 1
+            guard let header = peekFrameHeader(maxLength: maxLength) else { break }
+            let (type, lengthField, total) = (header.type, Int32(header.length), header.totalLength)
             let small = total <= inspectLimit
             if server.tracker.isSkippingUntilSync && type != FrontendMessageID.sync.rawValue && type != FrontendMessageID.terminate.rawValue {
                 // The server ignores everything until Sync after an error: forward as is, change nothing.
@@ -167,6 +162,7 @@ extension ClientConnection {
             }
             remaining = total
         }
+        guard case .active = phase else { return }
         let due = server.tracker.takeDueSynthesized()
         if !due.isEmpty { stream.write(due) }
         if out.outputLength > pauseBytes {

@@ -397,12 +397,8 @@ final class ClientConnection: StreamHandler, Hashable {
                 remaining -= moved
                 continue
             }
-            guard let (type, lengthField) = stream.peekHeader() else { break }
-            guard lengthField >= 4, Int(lengthField) <= maxLength else {
-                let v: ProtocolViolation = lengthField < 4 ? .badLength(type: type, length: lengthField)
-                                                          : .messageTooLarge(type: type, length: Int(lengthField))
-                return fail(code: SQLState.protocolViolation, message: v.message, reason: "protocol violation")
-            }
+            guard let header = peekFrameHeader(maxLength: maxLength) else { break }
+            let (type, lengthField) = (header.type, Int32(header.length))
             switch type {
             case FrontendMessageID.terminate.rawValue:
                 stream.drain(min(stream.inputLength, Int(lengthField) + 1))
@@ -418,9 +414,23 @@ final class ClientConnection: StreamHandler, Hashable {
             }
             remaining = Int(lengthField) + 1
         }
+        guard case .active = phase else { return }
         if out.outputLength > pauseBytes {
             stream.pauseReading()
             out.setWriteLowWatermark(resumeBytes)
+        }
+    }
+
+    /// The next message's header; nil when fewer than 5 bytes are buffered, or when its length is invalid,
+    /// in which case the client got 08P01 and is closed (callers stop on nil and check `phase`).
+    func peekFrameHeader(maxLength: Int) -> FrameHeader? {
+        guard let (type, lengthField) = stream.peekHeader() else { return nil }
+        switch FrameHeader.parse(type: type, lengthField: lengthField, maxLength: maxLength) {
+        case .success(let header):
+            return header
+        case .failure(let violation):
+            fail(code: SQLState.protocolViolation, message: violation.message, reason: "protocol violation")
+            return nil
         }
     }
 

@@ -31,7 +31,7 @@ public enum RouteHint: String, Sendable {
                 found = merge(found, hint(s, i + 2..<j))
                 i = j
             } else if c == UInt8(ascii: "/") && next == UInt8(ascii: "*") {
-                let j = blockCommentEnd(s, from: i)
+                let j = SQLLexer.skipBlockComment(s, from: i)
                 found = merge(found, hint(s, i + 2..<j))
                 i = j
             } else if c == UInt8(ascii: "'") {
@@ -96,24 +96,6 @@ public enum RouteHint: String, Sendable {
         return false
     }
 
-    /// Index after a (nested) block comment starting at `i`, or the end of input.
-    private static func blockCommentEnd(_ s: UnsafeBufferPointer<UInt8>, from i: Int) -> Int {
-        var j = i + 2
-        var depth = 1
-        while j < s.count {
-            if s[j] == UInt8(ascii: "/"), j + 1 < s.count, s[j + 1] == UInt8(ascii: "*") {
-                depth += 1
-                j += 2
-            } else if s[j] == UInt8(ascii: "*"), j + 1 < s.count, s[j + 1] == UInt8(ascii: "/") {
-                depth -= 1
-                j += 2
-                if depth == 0 { return j }
-            } else {
-                j += 1
-            }
-        }
-        return s.count
-    }
 
     /// Index after the closing quote (a doubled quote is content), or the end of input.
     private static func quotedEnd(_ s: UnsafeBufferPointer<UInt8>, from i: Int, quote: UInt8, backslashes: Bool) -> Int {

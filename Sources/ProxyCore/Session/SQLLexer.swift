@@ -208,7 +208,7 @@ public enum SQLLexer {
     }
 
     /// Index after a (nested) block comment starting at `i`, or the end of input.
-    private static func skipBlockComment(_ s: UnsafeBufferPointer<UInt8>, from i: Int) -> Int {
+    static func skipBlockComment(_ s: UnsafeBufferPointer<UInt8>, from i: Int) -> Int {
         var j = i + 2
         var depth = 1
         while j < s.count {
