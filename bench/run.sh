@@ -10,7 +10,8 @@
 #   SCRIPTS="select-only tpcb"
 #   CLUSTER_ENV=path/to/cluster.env   use a running cluster (scripts/cluster.sh) instead of a new one
 #   SKIP_DEPS=1  SKIP_BUILD=1  SKIP_INIT=1 (reuse pgbench tables)
-#   BENCH_REPLICA=1                   give Switchyard the replica too (reads may go there)
+#   BENCH_REPLICA=1                   give Switchyard the replica too (with POOL_MODE=transaction reads go there)
+#   POOL_MODE=session|transaction     pool mode of both proxies
 #   BENCH_OUT=file.md                 also write the Markdown summary there
 set -euo pipefail
 
@@ -23,6 +24,7 @@ CLIENTS="${CLIENTS:-16}"
 THREADS="${THREADS:-2}"
 SCALE="${SCALE:-10}"
 PROTOCOL="${PROTOCOL:-simple}"
+POOL_MODE="${POOL_MODE:-session}"   # session | transaction, the same for PgBouncer and Switchyard
 POOL_SIZE="${POOL_SIZE:-$((CLIENTS + 4))}"
 TARGETS="${TARGETS:-direct pgbouncer switchyard}"
 SCRIPTS="${SCRIPTS:-select-only tpcb}"
@@ -126,7 +128,7 @@ listen_port = $PGB_PORT
 unix_socket_dir =
 auth_type = scram-sha-256
 auth_file = $WORK/userlist.txt
-pool_mode = session
+pool_mode = $POOL_MODE
 default_pool_size = $POOL_SIZE
 max_client_conn = 1000
 server_reset_query = DISCARD ALL
@@ -153,19 +155,22 @@ if [[ " $TARGETS " == *" switchyard "* ]]; then
 [proxy]
 listen_addr = 127.0.0.1
 listen_port = $SY_PORT
-pool_mode = session
+pool_mode = $POOL_MODE
 auth_type = scram-sha-256
 auth_file = $WORK/userlist.txt
 default_pool_size = $POOL_SIZE
 max_client_conn = 1000
 server_reset_query = DISCARD ALL
 log_level = info
+health_check_user = sy_scram
+health_check_database = sydb
 
 [primary]
 host = 127.0.0.1
 port = $PRIMARY_PORT
 EOF
         if [[ "${BENCH_REPLICA:-0}" == 1 ]]; then
+            # Probes (health, WAL positions) log in as the bench user; reads route to the replica in transaction mode.
             printf '\n[replica.r1]\nhost = 127.0.0.1\nport = %s\nweight = 1\n' "$REPLICA_PORT"
         fi
     } >"$WORK/proxy.conf"

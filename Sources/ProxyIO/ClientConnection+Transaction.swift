@@ -197,6 +197,13 @@ extension ClientConnection {
                 _ = statements.remove(close.name)
                 seenEpochs[close.name] = nil
                 reply = ProxyMessages.closeComplete()
+            case .query?:
+                // SET/RESET switchyard.route is the proxy's own setting: answered here, never sent to a server
+                // (`primary` is a reserved word there).
+                let sql = String(decoding: stream.peek(max: total).dropFirst(5).prefix { $0 != 0 }, as: UTF8.self)
+                guard let preference = Self.routeSetting(in: sql) else { return requestServer() }
+                routePreference = preference
+                reply = [BackendMessageID.commandComplete.rawValue, 0, 0, 0, 8] + Array("SET".utf8) + [0] + ProxyMessages.readyForQuery(.idle)
             case .sync?:
                 reply = ProxyMessages.readyForQuery(.idle)
             case .flush?:
@@ -306,8 +313,8 @@ extension ClientConnection {
             }
             offset += total
         }
-        var preference = RoutePreference.auto
-        if let setting = session.parameters["switchyard.route"] {
+        var preference = routePreference ?? .auto
+        if routePreference == nil, let setting = session.parameters["switchyard.route"] {
             let value = setting.trimmingCharacters(in: CharacterSet(charactersIn: "'\" ")).lowercased()
             preference = RoutePreference(rawValue: value) ?? .auto
         }
@@ -317,6 +324,20 @@ extension ClientConnection {
         case nil: break
         }
         return (write ? .write : .read, preference)
+    }
+
+    /// The preference set by a query that is only `SET switchyard.route = ...` or `RESET switchyard.route`.
+    static func routeSetting(in sql: String) -> RoutePreference? {
+        guard sql.range(of: "switchyard.route", options: .caseInsensitive) != nil,
+              SQLLexer.statements(sql).count == 1 else { return nil }
+        switch SessionAnalyzer.effects(of: sql).first {
+        case .set(let name, let value)? where name.lowercased() == "switchyard.route":
+            return RoutePreference(rawValue: value.trimmingCharacters(in: CharacterSet(charactersIn: "'\" ")).lowercased())
+        case .reset(let name)? where name.lowercased() == "switchyard.route":
+            return .auto
+        default:
+            return nil
+        }
     }
 
     /// A statement that may run on a replica: a read by the classifier, or BEGIN READ ONLY.

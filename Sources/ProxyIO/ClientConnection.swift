@@ -44,12 +44,14 @@ final class ClientConnection: StreamHandler, Hashable {
     var minLSN: LSN?
     /// Deadline of a read waiting for a replica to replay `minLSN`.
     var replicaWaitDeadline: Double?
+    /// SET switchyard.route, answered by the proxy (nil: not set).
+    var routePreference: RoutePreference?
     /// The next batch goes to the primary whatever it is (a misrouted read being retried).
     var forcePrimary = false
     /// The current server was chosen for a write (a write transaction ends with a WAL position query).
     var routedWrite = false
     /// Servers lost during check/setup for this client in a row.
-    private var serverRetries = 0
+    var serverRetries = 0
     /// Session parameters and pins that follow the client across servers (transaction mode).
     var session = SessionState()
     /// Effects of statements sent in the current transaction, applied when it commits.
@@ -186,7 +188,11 @@ final class ClientConnection: StreamHandler, Hashable {
         let context = RouteContext(request: request, preference: preference,
                                    minLSN: proxy.config.proxy.readYourWrites == .lsn ? minLSN : nil,
                                    waitDeadline: replicaWaitDeadline, now: now)
-        let decision = proxy.router.route(context, backends: &proxy.backends, random: &proxy.random)
+        var decision = proxy.router.route(context, backends: &proxy.backends, random: &proxy.random)
+        if !greeted, case .fail = decision, request == .read {
+            // Logging in needs any backend: with no replica available, greet from the primary.
+            decision = proxy.router.route(RouteContext(request: .write, now: now), backends: &proxy.backends, random: &proxy.random)
+        }
         log.debug("route", metadata: ["client": "\(label)", "request": "\(request)", "preference": "\(preference.rawValue)",
                                       "min_lsn": "\(context.minLSN?.description ?? "-")", "decision": "\(decision)"])
         switch decision {
@@ -233,6 +239,22 @@ final class ClientConnection: StreamHandler, Hashable {
         stream.prepend(query)
         forcePrimary = true
         requestServer()
+    }
+
+    /// The backend this client waited for could not be reached. A logged-in transaction-mode client routes
+    /// its batch again (another replica, or the primary) or gets the error for that batch only; a client
+    /// still logging in gets the error and is closed.
+    func backendFailed(code: String, message: String, reroute: Bool) {
+        guard case .waitingForServer = phase else { return }
+        if reroute && serverRetries < 3 {
+            serverRetries += 1
+            return requestServer()
+        }
+        if greeted && poolMode == .transaction {
+            rejectPendingBatch(code: code, message: message)
+        } else {
+            fail(code: code, message: message, reason: "server unavailable")
+        }
     }
 
     /// Janitor: a read waiting for read-your-writes routes again (a replica may have caught up, or time is up).
@@ -338,7 +360,8 @@ final class ClientConnection: StreamHandler, Hashable {
             routedWrite = false
             // Nothing the client sends meanwhile is relayed: it waits in the input buffer.
             phase = .settingUp(server)
-            server.runInternal(.walPosition, sql: "SELECT pg_current_wal_lsn()")
+            // The insert position covers the commit record even when synchronous_commit is off.
+            server.runInternal(.walPosition, sql: "SELECT pg_current_wal_insert_lsn()")
             return
         }
         routedWrite = false

@@ -87,7 +87,13 @@ final class Pool {
                 openServer()
             case .fail(let clients):
                 let e = lastError ?? ErrorFields(fields: [UInt8(ascii: "C"): SQLState.unableToConnect, UInt8(ascii: "M"): "no server connection available"])
-                for c in clients { c.fail(code: e.sqlState, message: e.message, reason: "server unavailable") }
+                if proxy.backends.status(backend.name)?.isPrimary == false {
+                    // A replica that cannot be reached is out now; its waiting clients route again elsewhere.
+                    proxy.backendUnreachable(backend.name, error: e.message)
+                    for c in clients { c.backendFailed(code: e.sqlState, message: e.message, reroute: true) }
+                } else {
+                    for c in clients { c.backendFailed(code: e.sqlState, message: e.message, reroute: false) }
+                }
             }
         }
     }

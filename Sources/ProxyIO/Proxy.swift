@@ -100,6 +100,13 @@ public final class Proxy {
         if let change { logger.notice("backend \(change.to == .closed ? "back in" : "state changed")", metadata: ["backend": "\(name)", "from": "\(change.from.rawValue)", "to": "\(change.to.rawValue)"]) }
     }
 
+    /// A pool could not connect to a replica: take it out until the probes bring it back.
+    func backendUnreachable(_ name: String, error: String) {
+        if let change = backends.markDown(name, now: monotonicNow(), error: error), change.from != change.to {
+            logger.warning("backend taken out", metadata: ["backend": "\(name)", "error": "\(error)"])
+        }
+    }
+
     func probeFailed(_ name: String, now: Double, error: String) {
         let change = backends.probeFailed(name, now: now, error: error)
         logger.info("health check failed", metadata: ["backend": "\(name)", "error": "\(error)"])

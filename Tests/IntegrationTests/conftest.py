@@ -460,3 +460,135 @@ def process_fd_limit(pid: int) -> int:
                 v = line.split()[3]
                 return 1 << 62 if v == "unlimited" else int(v)
     raise AssertionError(f"no 'Max open files' in /proc/{pid}/limits")
+
+
+# ---- extra streaming replicas (used by the read/write-splitting tests) -------------------
+
+
+def as_postgres(cmd: list[str]) -> list[str]:
+    """cmd run as the postgres OS user when we are root (Postgres refuses root), like cluster.sh's as_pg."""
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.getuid() == 0 else cmd
+
+
+@dataclasses.dataclass
+class StandbyReplica:
+    """A hot standby made by pg_basebackup from the cluster's primary, on its own port and in its own
+    temp dir (data dir, unix socket, log). stop()/start() let tests take it down and bring it back."""
+
+    name: str
+    port: int
+    base_dir: Path
+    pg_bin: str
+
+    @property
+    def data_dir(self) -> Path:
+        return self.base_dir / "data"
+
+    @property
+    def log_path(self) -> Path:
+        return self.base_dir / "postgres.log"
+
+    def _pg_ctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        cmd = as_postgres([os.path.join(self.pg_bin, "pg_ctl"), "-D", str(self.data_dir), *args])
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if check and r.returncode != 0:
+            pytest.fail(f"pg_ctl {' '.join(args)} for replica {self.name} failed:\n{r.stdout}\n{r.stderr}\n"
+                        f"{self.log_tail()}", pytrace=False)
+        return r
+
+    def log_tail(self, n: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-n:]
+        except OSError:
+            return ""
+
+    def running(self) -> bool:
+        return (self.data_dir / "postmaster.pid").exists() and self._pg_ctl("status", check=False).returncode == 0
+
+    def superuser(self, dbname: str = "sydb") -> psycopg.Connection:
+        return psycopg.connect(host=str(self.base_dir), port=self.port, user="postgres", dbname=dbname,
+                               autocommit=True, connect_timeout=5)
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Starts it (if stopped) and waits until its WAL receiver is streaming."""
+        if not self.running():
+            self._pg_ctl("-l", str(self.log_path), "-w", "-t", "60", "start")
+        deadline = time.monotonic() + timeout
+        status = None
+        while time.monotonic() < deadline:
+            try:
+                with self.superuser() as c:
+                    row = c.execute("SELECT status FROM pg_stat_wal_receiver").fetchone()
+                    status = row[0] if row else None
+                if status == "streaming":
+                    return
+            except psycopg.Error:
+                pass
+            time.sleep(0.1)
+        pytest.fail(f"replica {self.name} is not streaming after {timeout}s (status {status}):\n{self.log_tail()}",
+                    pytrace=False)
+
+    def stop(self) -> None:
+        """Immediate shutdown, like a crash."""
+        if self.running():
+            self._pg_ctl("-m", "immediate", "-w", "-t", "30", "stop", check=False)
+
+    def wait_replayed(self, lsn: str, timeout: float = 10.0) -> None:
+        """Waits until this replica has replayed the primary's WAL up to `lsn`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.superuser() as c:
+                if c.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (lsn,)).fetchone()[0]:
+                    return
+            time.sleep(0.05)
+        pytest.fail(f"replica {self.name} did not replay up to {lsn} within {timeout}s", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def second_replica(cluster):
+    """Factory (module scope): second_replica(name, apply_delay=None) -> StandbyReplica, a new
+    streaming replica of the cluster's primary (recovery_min_apply_delay = apply_delay when given).
+    All replicas it made are stopped and removed at the end of the module."""
+    made: list[StandbyReplica] = []
+
+    def make(name: str, apply_delay: str | None = None) -> StandbyReplica:
+        base = Path(tempfile.mkdtemp(prefix=f"sy-{name}-"))
+        os.chmod(base, 0o755)
+        if os.getuid() == 0:
+            subprocess.run(["chown", "postgres:", str(base)], check=True)
+        rep = StandbyReplica(name, free_port(), base, cluster.pg_bin)
+        made.append(rep)
+        cmd = as_postgres([
+            os.path.join(cluster.pg_bin, "pg_basebackup"), "-D", str(rep.data_dir), "-h", cluster.socket_dir,
+            "-p", str(cluster.primary_port), "-U", "postgres", "-R", "-X", "stream", "-c", "fast",
+        ])
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.fail(f"pg_basebackup for replica {name} failed:\n{r.stdout}\n{r.stderr}", pytrace=False)
+        extra = [
+            "", f"# ---- extra replica {name} ----", f"port = {rep.port}",
+            f"unix_socket_directories = '{base}'", f"cluster_name = 'sy_{name}'",
+        ]
+        if apply_delay:
+            extra.append(f"recovery_min_apply_delay = '{apply_delay}'")
+        subprocess.run(as_postgres(["tee", "-a", str(rep.data_dir / "postgresql.conf")]),
+                       input="\n".join(extra) + "\n", text=True, stdout=subprocess.DEVNULL, check=True)
+        rep.start()
+        return rep
+
+    yield make
+    for rep in made:
+        rep.stop()
+        shutil.rmtree(rep.base_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def replica_fast(second_replica) -> StandbyReplica:
+    """An extra streaming replica without apply delay (module scope)."""
+    return second_replica("fast")
+
+
+@pytest.fixture(scope="module")
+def replica_delayed(second_replica) -> StandbyReplica:
+    """An extra streaming replica that applies WAL 500 ms late (recovery_min_apply_delay)."""
+    return second_replica("delayed", apply_delay="500ms")

@@ -197,6 +197,20 @@ public struct BackendSet: Sendable {
         return change(name, before, s.circuit)
     }
 
+    /// A connection to `name` failed outside the probes (a pool could not connect): take it out at once,
+    /// without waiting for `failuresToOpen` probes; the probes bring it back as usual.
+    @discardableResult
+    public mutating func markDown(_ name: String, now: Double, error: String) -> CircuitChange? {
+        guard let i = index(name) else { return nil }
+        let before = statuses[i].circuit
+        statuses[i].lastError = error
+        statuses[i].consecutiveSuccesses = 0
+        statuses[i].consecutiveFailures = max(statuses[i].consecutiveFailures, policy.failuresToOpen)
+        statuses[i].circuit = .open
+        statuses[i].openedAt = now
+        return change(name, before, .open)
+    }
+
     /// Whether a probe should run for `name` now (open circuit: only after resetTimeout; then half-open).
     public func shouldProbe(_ name: String, now: Double) -> Bool {
         guard let s = status(name) else { return false }
