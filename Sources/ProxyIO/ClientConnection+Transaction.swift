@@ -11,6 +11,10 @@ let inspectLimit = 1 << 20
 extension ClientConnection {
     func relayTransaction(to server: ServerConnection) {
         let out = server.stream
+        defer {
+            out.flushNow()
+            stream.flushNow()
+        }
         let maxLength = proxy.config.proxy.maxPacketSize
         loop: while case .active(let current) = phase, current === server {
             if remaining > 0 {
@@ -34,11 +38,11 @@ extension ClientConnection {
             case .query?:
                 if small {
                     guard stream.inputLength >= total else { break loop }
-                    let bytes = stream.peek(max: total)
-                    noteEffects(ofQueryPayload: bytes.dropFirst(5), server: server)
+                    let effects = stream.withContiguousInput(total) { SessionAnalyzer.mayHaveEffects(UnsafeRawBufferPointer(rebasing: $0[5...])) }
+                    if effects { noteEffects(ofQueryPayload: stream.peek(max: total).dropFirst(5), server: server) }
                     // A lone read on a replica outside a transaction may be retried on the primary (safety net).
-                    let onReplica = proxy.backends.status(server.backend.name)?.isPrimary == false
-                    server.retryableQuery = onReplica && server.tracker.isEmpty && server.transactionStatus == .idle ? bytes : nil
+                    let onReplica = server.backend.role == .replica || (proxy.backends.status(server.backend.name)?.isPrimary == false)
+                    server.retryableQuery = onReplica && server.tracker.isEmpty && server.transactionStatus == .idle ? stream.peek(max: total) : nil
                 } else {
                     server.retryableQuery = nil
                 }
@@ -200,6 +204,8 @@ extension ClientConnection {
             case .query?:
                 // SET/RESET switchyard.route is the proxy's own setting: answered here, never sent to a server
                 // (`primary` is a reserved word there).
+                guard stream.withContiguousInput(total, { SessionAnalyzer.mayHaveEffects(UnsafeRawBufferPointer(rebasing: $0[5...])) })
+                else { return requestServer() }
                 let sql = String(decoding: stream.peek(max: total).dropFirst(5).prefix { $0 != 0 }, as: UTF8.self)
                 guard let preference = Self.routeSetting(in: sql) else { return requestServer() }
                 routePreference = preference
@@ -274,6 +280,8 @@ extension ClientConnection {
     /// Read or write for the batch waiting in the input (up to the first Query or Sync), and the client's
     /// route preference (SET switchyard.route, or a /* switchyard:... */ hint in the text).
     func pendingRoute() -> (RouteRequest, RoutePreference) {
+        // Only a primary: nothing to decide, so nothing is classified.
+        if proxy.config.replicas.isEmpty { return (.write, .auto) }
         var write = false
         var hint: RouteHint?
         var offset = 0

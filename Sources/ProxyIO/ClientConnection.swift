@@ -291,7 +291,9 @@ final class ClientConnection: StreamHandler, Hashable {
         server.tracking = poolMode == .transaction
         phase = .settingUp(server)
         let settings = proxy.config.proxy
-        var sql = SessionState.syncSQL(from: server.effectiveParams(for: session.parameters), to: session.parameters)
+        // Most of the time the server already has this client's parameters: no SQL at all.
+        var sql = server.sessionParams == session.parameters
+            ? "" : SessionState.syncSQL(from: server.effectiveParams(for: session.parameters), to: session.parameters)
         if !settings.serverCheckQuery.isEmpty, monotonicNow() - server.idleSince >= settings.serverCheckDelay {
             sql = settings.serverCheckQuery + ";" + sql
         }
@@ -412,6 +414,7 @@ final class ClientConnection: StreamHandler, Hashable {
         guard case .active(let server) = phase else { return }
         if poolMode == .transaction { return relayTransaction(to: server) }
         let out = server.stream
+        defer { out.flushNow() }
         let maxLength = proxy.config.proxy.maxPacketSize
         while true {
             if remaining > 0 {

@@ -93,6 +93,20 @@ final class Stream {
         return byte
     }
 
+    /// The first `count` buffered bytes as one contiguous buffer, without copying them out (libevent may
+    /// move them together inside its buffer once). The caller checked that `count` bytes are buffered.
+    func withContiguousInput<R>(_ count: Int, _ body: (UnsafeRawBufferPointer) -> R) -> R {
+        let p = evbuffer_pullup(input, count)
+        return body(UnsafeRawBufferPointer(start: p, count: count))
+    }
+
+    /// Sends what the output holds now instead of on the next loop turn (saves an epoll round per reply);
+    /// whatever the socket does not take stays for libevent to write.
+    func flushNow() {
+        guard let bev, evbuffer_get_length(output) > 0 else { return }
+        _ = evbuffer_write(output, bufferevent_getfd(bev))
+    }
+
     /// Up to `max` buffered bytes, not consumed.
     func peek(max: Int) -> [UInt8] {
         let n = min(max, evbuffer_get_length(input))
