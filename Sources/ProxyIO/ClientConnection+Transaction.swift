@@ -11,10 +11,6 @@ let inspectLimit = 1 << 20
 extension ClientConnection {
     func relayTransaction(to server: ServerConnection) {
         let out = server.stream
-        defer {
-            out.flushNow()
-            stream.flushNow()
-        }
         let maxLength = proxy.config.proxy.maxPacketSize
         loop: while case .active(let current) = phase, current === server {
             if remaining > 0 {

@@ -200,7 +200,8 @@ final class ClientConnection: StreamHandler, Hashable {
             proxy.waitingForReplica.remove(self)
             replicaWaitDeadline = nil
             guard let backend = proxy.backendConfig(named: name) else { return }
-            routedWrite = request == .write
+            // Read-your-writes matters only when there are replicas to read from.
+            routedWrite = request == .write && !proxy.config.replicas.isEmpty
             let pool = current.backend.name == name ? current : proxy.pool(database: current.database, user: current.user, backend: backend)
             self.pool = pool
             phase = .waitingForServer
@@ -414,7 +415,6 @@ final class ClientConnection: StreamHandler, Hashable {
         guard case .active(let server) = phase else { return }
         if poolMode == .transaction { return relayTransaction(to: server) }
         let out = server.stream
-        defer { out.flushNow() }
         let maxLength = proxy.config.proxy.maxPacketSize
         while true {
             if remaining > 0 {

@@ -319,8 +319,6 @@ final class ServerConnection: StreamHandler, Hashable {
     func relayToClient() {
         guard let client, !client.stream.isClosed else { return }
         let out = client.stream
-        // Replies go out now, not on the next loop turn; also on the early returns below.
-        defer { out.flushNow() }
         let maxLength = proxy.config.proxy.maxPacketSize
         while true {
             if remaining > 0 {

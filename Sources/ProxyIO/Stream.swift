@@ -100,13 +100,6 @@ final class Stream {
         return body(UnsafeRawBufferPointer(start: p, count: count))
     }
 
-    /// Sends what the output holds now instead of on the next loop turn (saves an epoll round per reply);
-    /// whatever the socket does not take stays for libevent to write.
-    func flushNow() {
-        guard let bev, evbuffer_get_length(output) > 0 else { return }
-        _ = evbuffer_write(output, bufferevent_getfd(bev))
-    }
-
     /// Up to `max` buffered bytes, not consumed.
     func peek(max: Int) -> [UInt8] {
         let n = min(max, evbuffer_get_length(input))

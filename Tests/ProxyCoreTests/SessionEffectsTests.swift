@@ -266,3 +266,16 @@ final class SessionEffectsTests: XCTestCase {
         XCTAssertEqual(SessionState.syncSQL(from: ["timezone": "'UTC'"], to: s.parameters), "SET search_path TO app, public;")
     }
 }
+
+final class MayHaveEffectsUpdateTests: XCTestCase {
+    /// An UPDATE's own SET clause is not a session effect; a SET statement after it, or set_config in it, is.
+    func testUpdateSetClauseIsNotATrigger() {
+        XCTAssertFalse(SessionAnalyzer.mayHaveEffects("UPDATE pgbench_accounts SET abalance = abalance + 5 WHERE aid = 7"))
+        XCTAssertFalse(SessionAnalyzer.mayHaveEffects("/* c */ update t set a = 1"))
+        XCTAssertTrue(SessionAnalyzer.mayHaveEffects("UPDATE t SET a = 1; SET search_path = x"))
+        XCTAssertTrue(SessionAnalyzer.mayHaveEffects("UPDATE t SET a = set_config('x.y', 'z', false)"))
+        XCTAssertTrue(SessionAnalyzer.mayHaveEffects("UPDATE t SET a = pg_advisory_lock(1)"))
+        XCTAssertTrue(SessionAnalyzer.mayHaveEffects("SET a = 1"))
+        XCTAssertTrue(SessionAnalyzer.mayHaveEffects("SELECT 1; UPDATE t SET a = 1"), "not a single UPDATE: set still counts")
+    }
+}

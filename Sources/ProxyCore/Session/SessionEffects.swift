@@ -74,12 +74,14 @@ public enum SessionAnalyzer {
     /// quoted names (which may spell anything). False positives are fine (UPDATE ... SET is one).
     public static func mayHaveEffects(_ bytes: UnsafeRawBufferPointer) -> Bool {
         let n = bytes.count
+        // A single UPDATE statement's own SET clause is no session effect (the common false positive).
+        let singleUpdate = startsWithWord(bytes, "update") && !bytes.contains(UInt8(ascii: ";"))
         var i = 0
         while i < n {
             let c = bytes[i] | 0x20
             switch c {
             case 0x73: // s
-                if wordStart(bytes, i), matches(bytes, i, "set") { return true }
+                if wordStart(bytes, i), matches(bytes, i, "set"), !singleUpdate || (i + 3 < n && bytes[i + 3] == UInt8(ascii: "_")) { return true }
             case 0x72: // r
                 if wordStart(bytes, i), matches(bytes, i, "reset") { return true }
             case 0x64: // d
@@ -106,6 +108,27 @@ public enum SessionAnalyzer {
             i += 1
         }
         return false
+    }
+
+    /// Whether the text's first word (after spaces and comments) is `word` (lowercase).
+    private static func startsWithWord(_ bytes: UnsafeRawBufferPointer, _ word: StaticString) -> Bool {
+        var i = 0
+        let n = bytes.count
+        while i < n {
+            let b = bytes[i]
+            if b == 0x20 || b == 0x09 || b == 0x0A || b == 0x0D || b == 0x28 {
+                i += 1
+            } else if b == UInt8(ascii: "-"), i + 1 < n, bytes[i + 1] == UInt8(ascii: "-") {
+                while i < n, bytes[i] != 0x0A { i += 1 }
+            } else if b == UInt8(ascii: "/"), i + 1 < n, bytes[i + 1] == UInt8(ascii: "*") {
+                i = bytes.withMemoryRebound(to: UInt8.self) { SQLLexer.skipBlockComment($0, from: i) }
+            } else {
+                break
+            }
+        }
+        guard matches(bytes, i, word) else { return false }
+        let end = i + word.utf8CodeUnitCount
+        return end >= n || !(bytes[end] | 0x20 >= 0x61 && bytes[end] | 0x20 <= 0x7A) && bytes[end] != UInt8(ascii: "_")
     }
 
     public static func mayHaveEffects(_ sql: String) -> Bool {
