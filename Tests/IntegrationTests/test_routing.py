@@ -510,3 +510,36 @@ def test_session_mode_user_uses_the_primary_next_to_transaction_mode(start_proxy
     with p.connect("sy_md5") as s, p.connect() as t:
         assert set(ports(s, 8)) == {cluster.primary_port}, "a session-mode user should stay on the primary"
         assert set(ports(t, 8)) <= reps, "a transaction-mode user should read from the replicas"
+
+
+def test_role_auto_writes_follow_a_promotion(start_proxy_sections, cluster, second_replica):
+    """role = auto on both backends: writes go to whichever reports pg_is_in_recovery() = false, and after a
+    replica is promoted (a failover done by an HA manager) the proxy sends writes to it without a restart.
+    The old primary stays up here (other tests share it); the most recently promoted backend wins."""
+    rep = second_replica("failover")
+    table = uniq("ryw_failover")
+    cluster.sql(f"CREATE TABLE {table} (id int)")
+    cluster.sql(f"GRANT ALL ON {table} TO sy_scram")
+    rep.wait_replayed(primary_lsn(cluster))
+    import conftest
+    base = conftest.render_config
+    conftest.render_config = lambda *a, **k: base(*a, **k).replace("[primary]\n", "[primary]\nrole = auto\n")
+    try:
+        sections = {"replica.f": {"host": "127.0.0.1", "port": rep.port, "weight": 1, "role": "auto"}}
+        p = start_proxy_sections(sections=sections, pool_mode="transaction", health_check_user="sy_scram",
+                                 health_check_database="sydb", health_check_interval="200ms")
+    finally:
+        conftest.render_config = base
+    time.sleep(1.0)
+    with p.connect("sy_scram") as c:
+        assert port_of(c, f"INSERT INTO {table} VALUES (1) RETURNING inet_server_port()") == cluster.primary_port
+        rep._pg_ctl("promote", "-w")
+        deadline = time.monotonic() + 10
+        port = None
+        while time.monotonic() < deadline:
+            port = port_of(c, f"INSERT INTO {table} VALUES (2) RETURNING inet_server_port()")
+            if port == rep.port:
+                break
+            time.sleep(0.2)
+        assert port == rep.port, "writes did not follow the promoted backend"
+    p.assert_alive()
