@@ -3,6 +3,10 @@
 // Modules depend one way: PGWire <- ProxyCore <- ProxyIO <- switchyard. Only ProxyIO imports C.
 import PackageDescription
 
+/// Release builds let ProxyIO specialise ProxyCore's generics (PoolStateMachine, ResponseTracker...) instead of
+/// going through runtime generic metadata on every forwarded transaction.
+let crossModule: [SwiftSetting] = [.unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]
+
 let package = Package(
     name: "Switchyard",
     platforms: [.macOS(.v13)],
@@ -18,8 +22,8 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CLibpq", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         .systemLibrary(name: "CPgQuery", path: "Sources/CPgQuery"),
-        .target(name: "PGWire"),
-        .target(name: "ProxyCore", dependencies: ["PGWire"]),
+        .target(name: "PGWire", swiftSettings: crossModule),
+        .target(name: "ProxyCore", dependencies: ["PGWire"], swiftSettings: crossModule),
         .target(name: "ProxyIO", dependencies: [
             "ProxyCore", "PGWire", "CLibevent", "COpenSSL", "CLibpq", "CPgQuery",
             .product(name: "Logging", package: "swift-log"),

@@ -37,7 +37,12 @@ extension ClientConnection {
                     let effects = stream.withContiguousInput(total) { SessionAnalyzer.mayHaveEffects(UnsafeRawBufferPointer(rebasing: $0[5...])) }
                     if effects { noteEffects(ofQueryPayload: stream.peek(max: total).dropFirst(5), server: server) }
                     // A lone read on a replica outside a transaction may be retried on the primary (safety net).
-                    let onReplica = server.backend.role == .replica || (proxy.backends.status(server.backend.name)?.isPrimary == false)
+                    let onReplica: Bool
+                    switch server.backend.roleSetting ?? (server.backend.role == .primary ? .primary : .replica) {
+                    case .primary: onReplica = false
+                    case .replica: onReplica = true
+                    case .auto: onReplica = proxy.backends.status(server.backend.name)?.isPrimary == false
+                    }
                     server.retryableQuery = onReplica && server.tracker.isEmpty && server.transactionStatus == .idle ? stream.peek(max: total) : nil
                 } else {
                     server.retryableQuery = nil
