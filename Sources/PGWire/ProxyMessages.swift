@@ -139,6 +139,15 @@ public enum ProxyMessages {
         return w.bytes
     }
 
+    /// CommandComplete with `tag` (e.g. "SET", "SHOW").
+    public static func commandComplete(_ tag: String) -> [UInt8] {
+        var w = MessageWriter()
+        w.begin(BackendMessageID.commandComplete.rawValue)
+        w.writeCString(tag)
+        w.finish()
+        return w.bytes
+    }
+
     public static func terminate() -> [UInt8] { [FrontendMessageID.terminate.rawValue, 0, 0, 0, 4] }
 }
 

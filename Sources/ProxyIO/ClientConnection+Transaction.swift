@@ -210,7 +210,7 @@ extension ClientConnection {
                 let sql = String(decoding: stream.peek(max: total).dropFirst(5).prefix { $0 != 0 }, as: UTF8.self)
                 guard let preference = Self.routeSetting(in: sql) else { return requestServer() }
                 routePreference = preference
-                reply = [BackendMessageID.commandComplete.rawValue, 0, 0, 0, 8] + Array("SET".utf8) + [0] + ProxyMessages.readyForQuery(.idle)
+                reply = ProxyMessages.commandComplete("SET") + ProxyMessages.readyForQuery(.idle)
             case .sync?:
                 reply = ProxyMessages.readyForQuery(.idle)
             case .flush?:

@@ -244,13 +244,7 @@ public enum AdminConsole {
     }
 
     /// CommandComplete alone for commands without rows (e.g. "RELOAD", "PAUSE", "RESUME", "SHUTDOWN").
-    public static func commandComplete(_ tag: String) -> [UInt8] {
-        var w = MessageWriter()
-        w.begin(BackendMessageID.commandComplete.rawValue)
-        w.writeCString(tag)
-        w.finish()
-        return w.bytes
-    }
+    public static func commandComplete(_ tag: String) -> [UInt8] { ProxyMessages.commandComplete(tag) }
 
     /// An ErrorResponse (severity ERROR, the session stays open) for a refused statement.
     public static func error(_ e: AdminCommandError) -> [UInt8] {

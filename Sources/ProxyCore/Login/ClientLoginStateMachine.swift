@@ -79,14 +79,16 @@ public struct ClientLoginStateMachine {
             var database: String?
             var rest: [(String, String)] = []
             for (k, v) in parameters {
-                switch k {
-                case "user": user = v
-                case "database": database = v
-                case "replication":
+                if k == "user" {
+                    user = v
+                } else if k == "database" {
+                    database = v
+                } else if k == "replication" {
                     state = .failed
                     return .fail(ProxyMessages.error(code: SQLState.featureNotSupported, message: "replication connections are not supported by switchyard"),
                                  reason: "replication requested")
-                default: rest.append((k, v))
+                } else {
+                    rest.append((k, v))
                 }
             }
             let login = ClientLogin(user: user, database: database ?? user, parameters: rest, scramClientKey: nil)
