@@ -74,7 +74,7 @@ extension ClientConnection {
         case .pause, .resume:
             return ProxyMessages.error(severity: "ERROR", code: SQLState.featureNotSupported,
                                        message: "PAUSE and RESUME are not supported yet")
-        case .showClients, .showServers, .showPools, .showConfig, .showVersion, .showHelp, .showLists:
+        case .showClients, .showServers, .showPools, .showConfig, .showVersion, .showHelp, .showLists, .showBackends:
             return AdminConsole.commandComplete(command.commandTag)
         }
     }
@@ -146,9 +146,19 @@ extension Proxy {
                 maxWaitSeconds: Int(maxWait), maxWaitMicros: Int((maxWait - Double(Int(maxWait))) * 1e6),
                 poolMode: pool.poolMode.rawValue, backend: pool.backend.name))
         }
-        return AdminSnapshot(clients: clientRows, servers: serverRows, pools: poolRows,
-                             config: ConfigKeys.currentValues(config), version: "Switchyard \(switchyardVersion)",
-                             startTime: Self.timestamp(wallNow - (now - startedAt)))
+        var snapshot = AdminSnapshot(clients: clientRows, servers: serverRows, pools: poolRows,
+                                     config: ConfigKeys.currentValues(config), version: "Switchyard \(switchyardVersion)",
+                                     startTime: Self.timestamp(wallNow - (now - startedAt)))
+        snapshot.backends = backends.statuses.map { st in
+            let cfg = backendConfig(named: st.name)
+            return AdminBackendRow(
+                name: st.name, host: cfg?.host ?? "", port: cfg?.port ?? 0,
+                role: st.isPrimary ? "primary" : st.isReplica ? "replica" : "unknown", inRecovery: st.inRecovery,
+                circuit: st.circuit.rawValue, consecutiveFailures: st.consecutiveFailures, lsn: st.lsn?.description,
+                lagBytes: st.lagBytes, lagSeconds: st.lagSeconds, outstanding: st.outstanding, weight: st.weight,
+                lastError: st.lastError)
+        }
+        return snapshot
     }
 
     static func split(_ hostPort: String) -> (String, Int) {

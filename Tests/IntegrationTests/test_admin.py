@@ -9,7 +9,7 @@ import time
 import psycopg
 import pytest
 
-from conftest import PASSWORDS
+from conftest import PASSWORDS, free_port
 
 pytestmark = pytest.mark.proxy_only
 
@@ -73,3 +73,27 @@ def test_admin_console_refusals(start_proxy):
         assert "SHOW HELP" in str(e.value)
         admin.execute("RELOAD")
     p.assert_alive()
+
+
+def test_show_backends_lists_role_circuit_and_lag(start_proxy_sections, cluster):
+    p = start_proxy_sections(
+        sections={"replica.r1": {"host": "127.0.0.1", "port": cluster.replica_port, "weight": 3},
+                  "replica.gone": {"host": "127.0.0.1", "port": free_port(), "weight": 1}},
+        users=ADMIN_USERS, admin_users="sy_admin_console", pool_mode="transaction",
+        health_check_user="sy_scram", health_check_database="sydb", health_check_interval="200ms")
+    deadline = time.monotonic() + 10
+    while True:
+        with admin_connect(p) as admin:
+            cols, rows = show(admin, "BACKENDS")
+        by_name = {r["name"]: r for r in rows}
+        if (by_name.get("r1", {}).get("lsn") and by_name.get("gone", {}).get("circuit") == "open") \
+                or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert cols[:6] == ["name", "host", "port", "role", "in_recovery", "circuit"], cols
+    assert set(by_name) == {"primary", "r1", "gone"}, rows
+    assert by_name["primary"]["role"] == "primary" and by_name["primary"]["port"] == cluster.primary_port
+    r1 = by_name["r1"]
+    assert (r1["role"], r1["in_recovery"], r1["circuit"], r1["weight"]) == ("replica", "t", "closed", 3), r1
+    assert r1["lag_bytes"] is not None and r1["lag_bytes"] >= 0, r1
+    assert by_name["gone"]["circuit"] == "open" and by_name["gone"]["last_error"], by_name["gone"]

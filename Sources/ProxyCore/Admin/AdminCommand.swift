@@ -12,6 +12,8 @@ public enum AdminCommand: Equatable, Sendable {
     case showVersion
     case showHelp
     case showLists
+    /// Switchyard's own: role, health, circuit, lag and load of every backend.
+    case showBackends
     /// `PAUSE [db]`: nil pauses everything.
     case pause(String?)
     /// `RESUME [db]`: nil resumes everything.
@@ -22,7 +24,7 @@ public enum AdminCommand: Equatable, Sendable {
     /// The CommandComplete tag PgBouncer sends for this command.
     public var commandTag: String {
         switch self {
-        case .showClients, .showServers, .showPools, .showConfig, .showVersion, .showHelp, .showLists: return "SHOW"
+        case .showClients, .showServers, .showPools, .showConfig, .showVersion, .showHelp, .showLists, .showBackends: return "SHOW"
         case .pause: return "PAUSE"
         case .resume: return "RESUME"
         case .reload: return "RELOAD"
@@ -79,6 +81,7 @@ public enum AdminParser {
         AdminCommandSpec(word: "show", subject: "servers", argument: .none, make: { _ in .showServers }, usage: "SHOW SERVERS"),
         AdminCommandSpec(word: "show", subject: "version", argument: .none, make: { _ in .showVersion }, usage: "SHOW VERSION"),
         AdminCommandSpec(word: "show", subject: "lists", argument: .none, make: { _ in .showLists }, usage: "SHOW LISTS"),
+        AdminCommandSpec(word: "show", subject: "backends", argument: .none, make: { _ in .showBackends }, usage: "SHOW BACKENDS"),
         AdminCommandSpec(word: "reload", subject: nil, argument: .none, make: { _ in .reload }, usage: "RELOAD"),
         AdminCommandSpec(word: "pause", subject: nil, argument: .optionalDatabase, make: { .pause($0) }, usage: "PAUSE [<db>]"),
         AdminCommandSpec(word: "resume", subject: nil, argument: .optionalDatabase, make: { .resume($0) }, usage: "RESUME [<db>]"),
@@ -133,7 +136,7 @@ public enum AdminParser {
     /// stats_users may only run SHOW commands.
     public static func isReadOnly(_ c: AdminCommand) -> Bool {
         switch c {
-        case .showClients, .showServers, .showPools, .showConfig, .showVersion, .showHelp, .showLists: return true
+        case .showClients, .showServers, .showPools, .showConfig, .showVersion, .showHelp, .showLists, .showBackends: return true
         case .pause, .resume, .reload, .shutdown: return false
         }
     }

@@ -85,11 +85,20 @@ public enum AdminConsole {
         case .showHelp:
             return ResultSet(columns: [], rows: [], notice: AdminNotice(message: "Console usage", detail: AdminParser.helpDetail))
         case .showLists: return lists(snapshot)
+        case .showBackends:
+            return ResultSet(columns: backendColumns, rows: snapshot.backends.map(\.cells))
         case .pause, .resume, .reload, .shutdown: return nil
         }
     }
 
     // MARK: Column lists (PgBouncer src/admin.c socket_header, admin_show_pools, admin_show_config, ...)
+
+    /// SHOW BACKENDS (Switchyard's own command).
+    public static let backendColumns: [(name: String, type: ResultSet.ColumnType)] = [
+        ("name", .text), ("host", .text), ("port", .int8), ("role", .text), ("in_recovery", .text), ("circuit", .text),
+        ("failures", .int8), ("lsn", .text), ("lag_bytes", .int8), ("lag_seconds", .text), ("outstanding", .int8),
+        ("weight", .int8), ("last_error", .text),
+    ]
 
     /// PgBouncer's SHOW CLIENTS / SHOW SERVERS columns (socket_header, non-debug).
     public static let socketColumns: [(name: String, type: ResultSet.ColumnType)] = [

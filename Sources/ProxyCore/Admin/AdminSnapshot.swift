@@ -144,8 +144,61 @@ public struct AdminPoolRow: Sendable, Equatable {
     }
 }
 
+/// One row of SHOW BACKENDS.
+public struct AdminBackendRow: Sendable, Equatable {
+    public var name: String
+    public var host: String
+    public var port: Int
+    /// "primary" or "replica" as routing sees it now (auto backends by their last probe), "unknown" before it.
+    public var role: String
+    public var inRecovery: Bool?
+    public var circuit: String
+    public var consecutiveFailures: Int
+    public var lsn: String?
+    public var lagBytes: UInt64?
+    public var lagSeconds: Double?
+    public var outstanding: Int
+    public var weight: Int
+    public var lastError: String?
+
+    public init(name: String, host: String, port: Int, role: String, inRecovery: Bool?, circuit: String,
+                consecutiveFailures: Int, lsn: String?, lagBytes: UInt64?, lagSeconds: Double?, outstanding: Int,
+                weight: Int, lastError: String?) {
+        self.name = name
+        self.host = host
+        self.port = port
+        self.role = role
+        self.inRecovery = inRecovery
+        self.circuit = circuit
+        self.consecutiveFailures = consecutiveFailures
+        self.lsn = lsn
+        self.lagBytes = lagBytes
+        self.lagSeconds = lagSeconds
+        self.outstanding = outstanding
+        self.weight = weight
+        self.lastError = lastError
+    }
+
+    /// The row's cells in AdminConsole.backendColumns order.
+    public var cells: [String?] {
+        var row: [String?] = [name, host, String(port), role]
+        let recovery: String? = inRecovery.map { $0 ? "t" : "f" }
+        row.append(recovery)
+        row.append(circuit)
+        row.append(String(consecutiveFailures))
+        row.append(lsn)
+        row.append(lagBytes.map { String($0) })
+        row.append(lagSeconds.map { String(Double(Int(($0 * 1000).rounded())) / 1000) })
+        row.append(String(outstanding))
+        row.append(String(weight))
+        row.append(lastError)
+        return row
+    }
+}
+
 /// Everything the SHOW commands read.
 public struct AdminSnapshot: Sendable {
+    public var backends: [AdminBackendRow] = []
     public var clients: [AdminClientRow]
     public var servers: [AdminServerRow]
     public var pools: [AdminPoolRow]
