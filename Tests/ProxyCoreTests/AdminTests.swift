@@ -229,7 +229,7 @@ final class AdminTests: XCTestCase {
         XCTAssertEqual(help.columnNames, [])
         XCTAssertEqual(help.notice?.message, "Console usage")
         XCTAssertEqual(help.notice?.detail,
-                       "\n\tSHOW HELP|CONFIG|POOLS|CLIENTS|SERVERS|VERSION|LISTS\n\tRELOAD\n\tPAUSE [<db>]\n\tRESUME [<db>]\n\tSHUTDOWN")
+                       "\n\tSHOW HELP|CONFIG|POOLS|CLIENTS|SERVERS|VERSION|LISTS|BACKENDS\n\tRELOAD\n\tPAUSE [<db>]\n\tRESUME [<db>]\n\tSHUTDOWN")
 
         for c in [AdminCommand.pause(nil), .resume("x"), .reload, .shutdown] {
             XCTAssertNil(AdminConsole.result(of: c, snapshot: snapshot))
