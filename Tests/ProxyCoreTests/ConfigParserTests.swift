@@ -360,7 +360,7 @@ final class ConfigParserTests: XCTestCase {
 
     func testUnknownSection() {
         XCTAssertEqual(error("[primary]\nhost = h\n[proxi]\nlisten_port = 1\nwhatever = 2"),
-                       "proxy.conf:3: unknown section [proxi]; expected [proxy], [primary], [replica.NAME] or [user.NAME]")
+                       "proxy.conf:3: unknown section [proxi]; expected [proxy], [primary], [replica.NAME], [user.NAME] or [database.NAME]")
         XCTAssertEqual(error("[primary]\nhost = h\n[replica.]\nhost = x"),
                        "proxy.conf:3: invalid replica name in [replica.]: use letters, digits, '_' or '-'")
         XCTAssertEqual(error("[primary]\nhost = h\n[user.]"), "proxy.conf:3: missing user name in [user.]")
@@ -413,7 +413,7 @@ final class ConfigParserTests: XCTestCase {
             "proxy.conf:5: [proxy] listen_port: duplicate key (first set on line 3)",
             "proxy.conf:6: [proxy] nope: unknown key",
             "proxy.conf:7: expected 'key = value', '[section]' or a comment, got 'garbage line'",
-            "proxy.conf:8: unknown section [mystery]; expected [proxy], [primary], [replica.NAME] or [user.NAME]",
+            "proxy.conf:8: unknown section [mystery]; expected [proxy], [primary], [replica.NAME], [user.NAME] or [database.NAME]",
             "proxy.conf: missing required section [primary]",
             "proxy.conf:10: [replica.r1] host: required key is missing",
         ])
@@ -425,6 +425,30 @@ final class ConfigParserTests: XCTestCase {
         } catch {
             XCTFail("\(error)")
         }
+    }
+
+    // MARK: Statement timeouts
+
+    func testStatementTimeoutPrecedence() throws {
+        let config = try ConfigParser.parse("""
+            [proxy]
+            statement_timeout = 5s
+            replica_statement_timeout = 2s
+            log_sample_rate = 0.25
+            [primary]
+            host = db
+            [user.report]
+            statement_timeout = 30s
+            [database.analytics]
+            statement_timeout = 0
+            """, baseDirectory: "/")
+        XCTAssertEqual(config.statementTimeout(user: "app", database: "shop", role: .primary), 5)
+        XCTAssertEqual(config.statementTimeout(user: "app", database: "shop", role: .replica), 2)
+        XCTAssertEqual(config.statementTimeout(user: "app", database: "analytics", role: .replica), 0)
+        XCTAssertEqual(config.statementTimeout(user: "report", database: "analytics", role: .primary), 30)
+        XCTAssertEqual(config.proxy.logSampleRate, 0.25)
+        XCTAssertThrowsError(try ConfigParser.parse("[proxy]\nlog_sample_rate = 2\n[primary]\nhost = db\n", baseDirectory: "/"))
+        XCTAssertThrowsError(try ConfigParser.parse("[primary]\nhost = db\n[database.x]\npool_size = 3\n", baseDirectory: "/"))
     }
 
     // MARK: The key table
@@ -439,10 +463,14 @@ final class ConfigParserTests: XCTestCase {
             "health_check_database", "replica_fallback", "max_replica_lag", "max_replica_lag_bytes", "load_balance",
             "read_your_writes", "read_your_writes_timeout", "max_client_conn", "server_reset_query", "admin_users",
             "stats_users", "log_level", "server_connect_timeout", "client_login_timeout", "server_login_retry",
-            "query_wait_timeout", "max_packet_size", "workers", "pid_file",
+            "query_wait_timeout", "max_packet_size", "workers", "pid_file", "statement_timeout",
+            "primary_statement_timeout", "replica_statement_timeout", "cancel_wait_timeout", "idle_transaction_timeout",
+            "client_idle_timeout", "shutdown_timeout", "slow_query_threshold", "log_queries", "log_sample_rate",
+            "log_format", "stats_window", "stats_period", "stats_max_fingerprints", "metrics_listen",
         ])
         XCTAssertEqual(ConfigKeys.keys(in: .backend).map(\.name), ["host", "port", "role", "weight"])
-        XCTAssertEqual(ConfigKeys.keys(in: .user).map(\.name), ["pool_mode", "pool_size"])
+        XCTAssertEqual(ConfigKeys.keys(in: .user).map(\.name), ["pool_mode", "pool_size", "statement_timeout"])
+        XCTAssertEqual(ConfigKeys.keys(in: .database).map(\.name), ["statement_timeout"])
         XCTAssertEqual(ConfigKeys.key(.proxy, "listen_port")?.kind, "integer")
         XCTAssertEqual(ConfigKeys.key(.proxy, "pool_mode")?.kind, "enum: session|transaction")
         XCTAssertEqual(ConfigKeys.key(.proxy, "server_connect_timeout")?.defaultValue, "15s")

@@ -19,6 +19,21 @@ public enum LogLevel: String, CaseIterable, Sendable {
     case trace, debug, info, notice, warning, error, critical
 }
 
+/// `log_queries`: which statements write a query-log line.
+public enum LogQueries: String, CaseIterable, Sendable {
+    /// Statements slower than slow_query_threshold.
+    case slow
+    /// Every statement (sampled by log_sample_rate), and every slow one.
+    case all
+    case off
+}
+
+/// `log_format` of query-log lines.
+public enum LogFormat: String, CaseIterable, Sendable {
+    case logfmt
+    case json
+}
+
 /// Whether a backend takes writes (primary) or only reads (replica).
 public enum BackendRole: String, Sendable {
     case primary
@@ -57,11 +72,25 @@ public struct UserConfig: Equatable, Sendable {
     public var name: String
     public var poolMode: PoolMode?
     public var poolSize: Int?
+    /// Seconds; 0 turns the proxy's statement timeout off for this user.
+    public var statementTimeout: Double?
 
     public init(name: String, poolMode: PoolMode? = nil, poolSize: Int? = nil) {
         self.name = name
         self.poolMode = poolMode
         self.poolSize = poolSize
+    }
+}
+
+/// Per-database overrides from `[database.NAME]`; nil means "use the [proxy] value".
+public struct DatabaseConfig: Equatable, Sendable {
+    public var name: String
+    /// Seconds; 0 turns the proxy's statement timeout off for this database.
+    public var statementTimeout: Double?
+
+    public init(name: String, statementTimeout: Double? = nil) {
+        self.name = name
+        self.statementTimeout = statementTimeout
     }
 }
 
@@ -124,6 +153,36 @@ public struct ProxySettings: Equatable, Sendable {
     public var maxPacketSize: Int = 1 << 30
     /// Event-loop threads.
     public var workers: Int = 1
+
+    // Timeouts enforced by the proxy (seconds; 0 turns each off).
+    public var statementTimeout: Double = 0
+    /// Statements on the primary / on replicas: 0 means statement_timeout applies.
+    public var primaryStatementTimeout: Double = 0
+    public var replicaStatementTimeout: Double = 0
+    /// After a timeout's CancelRequest, how long the server may take to answer before it is closed.
+    public var cancelWaitTimeout: Double = 5
+    /// A client idle inside a transaction this long is disconnected (25P03) and its transaction rolled back.
+    public var idleTransactionTimeout: Double = 0
+    /// A client idle (no transaction open) this long is disconnected.
+    public var clientIdleTimeout: Double = 0
+    /// SIGTERM: how long open transactions may take to finish before every connection is closed.
+    public var shutdownTimeout: Double = 30
+
+    // Observability.
+    /// Statements at least this slow write a query-log line; 0 logs none as slow.
+    public var slowQueryThreshold: Double = 1
+    public var logQueries: LogQueries = .slow
+    /// With log_queries = all: the share of statements logged.
+    public var logSampleRate: Double = 1
+    public var logFormat: LogFormat = .logfmt
+    /// The sliding window of the latency percentiles (SHOW QUERIES, SHOW LATENCY).
+    public var statsWindow: Double = 60
+    /// Seconds between periodic stats summary lines in the log, and the SHOW STATS averaging period; 0: no summary lines.
+    public var statsPeriod: Double = 60
+    /// Query fingerprints with their own percentiles.
+    public var statsMaxFingerprints: Int = 1000
+    /// `host:port` of the HTTP endpoint (/metrics, /health, /ready); empty turns it off.
+    public var metricsListen: String = ""
     /// Absolute path (resolved against the config file's folder).
     public var pidFile: String? = nil
 
@@ -138,6 +197,8 @@ public struct Config: Equatable, Sendable {
     public var replicas: [BackendConfig]
     /// Keyed by user name.
     public var users: [String: UserConfig]
+    /// Keyed by database name.
+    public var databases: [String: DatabaseConfig]
     /// The file it came from (set by `ConfigParser.load`).
     public var path: String?
 
@@ -147,6 +208,7 @@ public struct Config: Equatable, Sendable {
         primary = BackendConfig(name: "primary", role: .primary)
         replicas = []
         users = [:]
+        databases = [:]
         path = nil
     }
 
@@ -158,6 +220,15 @@ public struct Config: Equatable, Sendable {
     /// The pool size for `user`: its `[user.NAME]` override or `default_pool_size`.
     public func poolSize(forUser user: String) -> Int {
         users[user]?.poolSize ?? proxy.defaultPoolSize
+    }
+
+    /// The statement timeout (seconds, 0 = none) for `user` on `database` when the statement runs on a backend
+    /// of `role`: the user's override, else the database's, else the route's, else statement_timeout.
+    public func statementTimeout(user: String, database: String, role: BackendRole) -> Double {
+        if let t = users[user]?.statementTimeout { return t }
+        if let t = databases[database]?.statementTimeout { return t }
+        let route = role == .primary ? proxy.primaryStatementTimeout : proxy.replicaStatementTimeout
+        return route > 0 ? route : proxy.statementTimeout
     }
 
     /// The primary followed by the replicas.

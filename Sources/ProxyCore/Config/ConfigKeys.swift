@@ -9,6 +9,8 @@ public enum ConfigSection: String, Sendable {
     case backend
     /// `[user.NAME]`
     case user
+    /// `[database.NAME]`
+    case database
 
     /// How the section is written in a file, for docs.
     public var heading: String {
@@ -16,6 +18,7 @@ public enum ConfigSection: String, Sendable {
         case .proxy: return "[proxy]"
         case .backend: return "[primary], [replica.NAME]"
         case .user: return "[user.NAME]"
+        case .database: return "[database.NAME]"
         }
     }
 }
@@ -41,6 +44,7 @@ public struct ConfigKey: Sendable {
             render: @Sendable (ProxySettings) -> String)
         case backend(apply: @Sendable (inout BackendConfig, String, ConfigValueContext) throws(ConfigValueMismatch) -> Void)
         case user(apply: @Sendable (inout UserConfig, String, ConfigValueContext) throws(ConfigValueMismatch) -> Void)
+        case database(apply: @Sendable (inout DatabaseConfig, String, ConfigValueContext) throws(ConfigValueMismatch) -> Void)
     }
 
     /// A `[proxy]` key stored at `field`; the default is read from `ProxySettings()`.
@@ -80,6 +84,21 @@ public struct ConfigKey: Sendable {
             defaultValue: "[proxy] \(inherits)", doc: doc, isRequired: false,
             binding: .user(apply: { user, raw, context throws(ConfigValueMismatch) in
                 user[keyPath: field] = try value.parse(raw, context)
+            }))
+    }
+}
+
+extension ConfigKey {
+    /// A `[database.NAME]` override stored at `field`; unset means the `[proxy]` key named `inherits` applies.
+    static func database<T>(
+        _ name: String, _ field: WritableKeyPath<DatabaseConfig, T?> & Sendable, _ value: ConfigValue<T>,
+        inherits: String, _ doc: String
+    ) -> ConfigKey {
+        ConfigKey(
+            section: .database, name: name, kind: value.kind,
+            defaultValue: "[proxy] \(inherits)", doc: doc, isRequired: false,
+            binding: .database(apply: { db, raw, context throws(ConfigValueMismatch) in
+                db[keyPath: field] = try value.parse(raw, context)
             }))
     }
 }
@@ -162,6 +181,36 @@ public enum ConfigKeys {
                "Event-loop threads. Only 1 in this version (the code keeps per-loop state so more can come)."),
         .proxy("pid_file", \.pidFile, .path,
                "File to write the process id to; relative to the config file's folder."),
+        .proxy("statement_timeout", \.statementTimeout, .duration,
+               "A statement running longer is cancelled on its server by the proxy; the client gets 57014 and keeps its session. 0 turns it off. Overridable per user, per database, per route and per session (`SET switchyard.statement_timeout = '2s'`)."),
+        .proxy("primary_statement_timeout", \.primaryStatementTimeout, .duration,
+               "statement_timeout for statements on the primary; 0 means statement_timeout applies."),
+        .proxy("replica_statement_timeout", \.replicaStatementTimeout, .duration,
+               "statement_timeout for statements on replicas; 0 means statement_timeout applies."),
+        .proxy("cancel_wait_timeout", \.cancelWaitTimeout, .duration,
+               "After a statement timeout's cancel, how long the server may take to answer before its connection is closed."),
+        .proxy("idle_transaction_timeout", \.idleTransactionTimeout, .duration,
+               "A client idle inside a transaction this long is disconnected with 25P03 and its transaction rolled back; 0 turns it off."),
+        .proxy("client_idle_timeout", \.clientIdleTimeout, .duration,
+               "A client idle outside a transaction this long is disconnected; 0 turns it off."),
+        .proxy("shutdown_timeout", \.shutdownTimeout, .duration,
+               "On SIGTERM, how long open transactions may take to finish before every connection is closed."),
+        .proxy("slow_query_threshold", \.slowQueryThreshold, .duration,
+               "Statements at least this slow write one query-log line (normalised text, no literals); 0 turns the slow log off."),
+        .proxy("log_queries", \.logQueries, .choice(LogQueries.self),
+               "slow: log statements past slow_query_threshold; all: log every statement (sampled by log_sample_rate); off: none."),
+        .proxy("log_sample_rate", \.logSampleRate, .fraction,
+               "With log_queries = all, the share of statements logged (slow ones are always logged)."),
+        .proxy("log_format", \.logFormat, .choice(LogFormat.self),
+               "Format of query-log lines."),
+        .proxy("stats_window", \.statsWindow, .duration,
+               "Sliding window of the latency percentiles (SHOW QUERIES, SHOW LATENCY, /metrics)."),
+        .proxy("stats_period", \.statsPeriod, .duration,
+               "Seconds between stats summary lines in the log (per backend qps, p50, p99, errors), and SHOW STATS' averaging period; 0 writes no summary lines."),
+        .proxy("stats_max_fingerprints", \.statsMaxFingerprints, .integer(min: 1),
+               "Query fingerprints that keep their own latency percentiles."),
+        .proxy("metrics_listen", \.metricsListen, .string(allowEmpty: true),
+               "`host:port` of the HTTP endpoint serving /metrics (Prometheus), /health and /ready; empty turns it off."),
 
         .backend("host", \.host, .string(allowEmpty: false), default: nil,
                  "Server host name, IP address or Unix socket folder."),
@@ -176,6 +225,11 @@ public enum ConfigKeys {
               "This user's pool mode."),
         .user("pool_size", \.poolSize, .integer(min: 1), inherits: "default_pool_size",
               "This user's server connections per database."),
+        .user("statement_timeout", \.statementTimeout, .duration, inherits: "statement_timeout",
+              "This user's statement timeout (over the database's and the route's)."),
+
+        .database("statement_timeout", \.statementTimeout, .duration, inherits: "statement_timeout",
+                  "This database's statement timeout (over the route's)."),
     ]
 
     /// The key named `name` in `section`, if there is one.
@@ -219,7 +273,7 @@ public enum ConfigKeys {
         all.compactMap { key in
             switch key.binding {
             case .proxy(_, let render): return (key: key.name, value: render(config.proxy))
-            case .backend, .user: return nil
+            case .backend, .user, .database: return nil
             }
         }
     }

@@ -120,6 +120,7 @@ struct ConfigReader {
         case primary
         case replica(index: Int)
         case user(name: String)
+        case database(name: String)
     }
 
     let file: String
@@ -198,8 +199,16 @@ struct ConfigReader {
             }
             config.users[user] = UserConfig(name: user)
             target = .user(name: user)
+        } else if let db = suffix(of: name, after: "database.") {
+            guard !db.isEmpty else {
+                report(line, "missing database name in [\(name)]")
+                target = .ignored
+                return
+            }
+            config.databases[db] = DatabaseConfig(name: db)
+            target = .database(name: db)
         } else {
-            report(line, "unknown section [\(name)]; expected [proxy], [primary], [replica.NAME] or [user.NAME]")
+            report(line, "unknown section [\(name)]; expected [proxy], [primary], [replica.NAME], [user.NAME] or [database.NAME]")
             target = .ignored
             return
         }
@@ -220,6 +229,8 @@ struct ConfigReader {
             section = .backend
         case .user:
             section = .user
+        case .database:
+            section = .database
         }
         let prefix = "[\(sectionName)] \(key)"
         guard let entry = ConfigKeys.key(section, key) else {
@@ -249,7 +260,9 @@ struct ConfigReader {
             try apply(&config.replicas[index], value, context)
         case (.user(let apply), .user(let name)):
             try apply(&config.users[name, default: UserConfig(name: name)], value, context)
-        case (.proxy, _), (.backend, _), (.user, _):
+        case (.database(let apply), .database(let name)):
+            try apply(&config.databases[name, default: DatabaseConfig(name: name)], value, context)
+        case (.proxy, _), (.backend, _), (.user, _), (.database, _):
             preconditionFailure("key \(key.name) looked up in the wrong section")
         }
     }

@@ -56,6 +56,16 @@ extension ConfigValue where T == Double {
     }
 }
 
+extension ConfigValue where T == Double {
+    /// A fraction from 0 to 1 (`0.25`).
+    static var fraction: ConfigValue<Double> {
+        ConfigValue(kind: "number", parse: { raw, _ throws(ConfigValueMismatch) in
+            guard let x = Double(raw), x >= 0, x <= 1 else { throw ConfigValueMismatch(expected: "a number from 0 to 1") }
+            return x
+        }, render: { String($0) })
+    }
+}
+
 extension ConfigValue where T == String {
     /// Any text; with `allowEmpty: false` an empty value is refused.
     static func string(allowEmpty: Bool) -> ConfigValue<String> {
