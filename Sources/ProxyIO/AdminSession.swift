@@ -27,7 +27,7 @@ extension ClientConnection {
 
     /// Reads admin queries and answers each with a result set (or an error) and ReadyForQuery.
     func readAdmin() {
-        while case .admin = phase {
+        while case .admin = phase, !adminCommandPending {
             let frame: Frame
             do {
                 guard let f = try stream.takeFrame(maxLength: 1 << 20) else { return }
@@ -40,7 +40,12 @@ extension ClientConnection {
                 return disconnected(reason: "client terminated")
             case .query?:
                 let sql = String(decoding: frame.payload.prefix { $0 != 0 }, as: UTF8.self)
-                stream.write(answerAdmin(sql) + ProxyMessages.readyForQuery(.idle))
+                guard let reply = answerAdmin(sql) else {
+                    // PAUSE answers when it is done; input waits until then.
+                    adminCommandPending = true
+                    return
+                }
+                stream.write(reply + ProxyMessages.readyForQuery(.idle))
             case .sync?:
                 stream.write(ProxyMessages.readyForQuery(.idle))
             default:
@@ -51,7 +56,16 @@ extension ClientConnection {
         }
     }
 
-    private func answerAdmin(_ sql: String) -> [UInt8] {
+    /// A command that answers later (PAUSE) finished: send its reply and read what came meanwhile.
+    func adminCommandFinished(_ reply: [UInt8]) {
+        guard adminCommandPending else { return }
+        adminCommandPending = false
+        stream.write(reply + ProxyMessages.readyForQuery(.idle))
+        readAdmin()
+    }
+
+    /// The reply to one admin query; nil when it comes later (adminCommandFinished).
+    private func answerAdmin(_ sql: String) -> [UInt8]? {
         if sql.allSatisfy({ $0 == ";" || $0.isWhitespace }) { return [BackendMessageID.emptyQueryResponse.rawValue, 0, 0, 0, 4] }
         let isAdmin = proxy.config.proxy.adminUsers.contains(info?.user ?? "")
         let command: AdminCommand
@@ -66,14 +80,20 @@ extension ClientConnection {
         }
         switch command {
         case .reload:
-            proxy.reload()
+            if let error = proxy.reload() {
+                return ProxyMessages.error(severity: "ERROR", code: SQLState.configFileError,
+                                           message: "RELOAD failed, the old config stays: \(error)")
+            }
             return AdminConsole.commandComplete(command.commandTag)
         case .shutdown:
             proxy.requestShutdown(reason: "SHUTDOWN from the admin console")
             return AdminConsole.commandComplete(command.commandTag)
-        case .pause, .resume:
-            return ProxyMessages.error(severity: "ERROR", code: SQLState.featureNotSupported,
-                                       message: "PAUSE and RESUME are not supported yet")
+        case .pause(let database):
+            proxy.pause(database, by: self)
+            return nil
+        case .resume(let database):
+            proxy.resume(database)
+            return AdminConsole.commandComplete(command.commandTag)
         case .showClients, .showServers, .showPools, .showConfig, .showVersion, .showHelp, .showLists, .showBackends:
             return AdminConsole.commandComplete(command.commandTag)
         }

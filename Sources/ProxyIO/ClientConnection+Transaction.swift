@@ -44,11 +44,12 @@ extension ClientConnection {
                     case .auto: onReplica = proxy.backends.status(server.backend.name)?.isPrimary == false
                     }
                     server.retryableQuery = onReplica && server.tracker.isEmpty && server.transactionStatus == .idle ? stream.peek(max: total) : nil
+                    server.requestSent(queryFingerprint(total: total))
                 } else {
                     server.retryableQuery = nil
+                    server.requestSent(nil)
                 }
                 server.tracker.sent(.query)
-                server.pendingReady += 1
                 server.unsynced = false
             case .parse?:
                 guard small else { return fail(code: SQLState.protocolViolation, message: "Parse message too large", reason: "protocol violation") }
@@ -62,10 +63,13 @@ extension ClientConnection {
                 if parse.name.isEmpty {
                     noteEffects(ofQuery: parse.query, server: server)
                     server.tracker.sent(.parse(statement: nil))
+                    unnamedFingerprint = Fingerprint.of(parse.query)
+                    batchFingerprint = unnamedFingerprint
                     break
                 }
                 stream.drain(total)
                 let id = proxy.registerStatement(StatementKey(query: parse.query, parameterTypes: parse.parameterTypes))
+                batchFingerprint = proxy.statementFingerprint(id)
                 statements.define(parse.name, id: id)
                 seenEpochs[parse.name] = proxy.statementEpoch(id)
                 if server.hasCurrentStatement(id) {
@@ -91,8 +95,10 @@ extension ClientConnection {
                 }
                 guard !head.statement.isEmpty, let id = statements.id(for: head.statement) else {
                     server.tracker.sent(.bind(statement: nil))
+                    batchFingerprint = unnamedFingerprint
                     break
                 }
+                batchFingerprint = proxy.statementFingerprint(id)
                 let epoch = proxy.statementEpoch(id)
                 lastBoundName[id] = head.statement
                 if (seenEpochs[head.statement] ?? 0) < epoch {
@@ -155,12 +161,13 @@ extension ClientConnection {
                 server.tracker.sent(.execute)
             case .sync?:
                 server.unsynced = false
-                server.pendingReady += 1
+                server.requestSent(batchFingerprint)
+                batchFingerprint = nil
                 server.tracker.sent(.sync)
             case .flush?:
                 server.unsynced = true
             case .functionCall?:
-                server.pendingReady += 1
+                server.requestSent(nil)
                 server.tracker.sent(.functionCall)
             case .copyData?, .copyDone?, .copyFail?, .password?, nil:
                 break
@@ -203,14 +210,8 @@ extension ClientConnection {
                 seenEpochs[close.name] = nil
                 reply = ProxyMessages.closeComplete()
             case .query?:
-                // SET/RESET switchyard.route is the proxy's own setting: answered here, never sent to a server
-                // (`primary` is a reserved word there).
-                guard stream.withContiguousInput(total, { SessionAnalyzer.mayHaveEffects(UnsafeRawBufferPointer(rebasing: $0[5...])) })
-                else { return requestServer() }
-                let sql = String(decoding: stream.peek(max: total).dropFirst(5).prefix { $0 != 0 }, as: UTF8.self)
-                guard let preference = Self.routeSetting(in: sql) else { return requestServer() }
-                routePreference = preference
-                reply = ProxyMessages.commandComplete("SET") + ProxyMessages.readyForQuery(.idle)
+                guard let answer = proxySettingReply(total: total, status: .idle) else { return requestServer() }
+                reply = answer
             case .sync?:
                 reply = ProxyMessages.readyForQuery(.idle)
             case .flush?:
@@ -218,7 +219,7 @@ extension ClientConnection {
             default:
                 return requestServer()
             }
-            stream.drain(total)
+            if type != FrontendMessageID.query.rawValue { stream.drain(total) }
             stream.write(reply)
         }
     }
@@ -247,6 +248,14 @@ extension ClientConnection {
         server.preparedEpoch[id] = proxy.statementEpoch(id)
         server.tracker.sent(.parse(statement: id), disposition)
         server.parsedSinceReady.append(id)
+    }
+
+    /// The fingerprint of the whole Query message of `total` bytes at the front of the input (stats and the
+    /// query log group statements by it).
+    func queryFingerprint(total: Int) -> Fingerprint {
+        stream.withContiguousInput(total) { bytes in
+            Fingerprint.of(String(decoding: UnsafeRawBufferPointer(rebasing: bytes[5..<(total - 1)]), as: UTF8.self))
+        }
     }
 
     private func noteEffects(ofQueryPayload payload: ArraySlice<UInt8>, server: ServerConnection) {
@@ -324,8 +333,7 @@ extension ClientConnection {
         }
         var preference = routePreference ?? .auto
         if routePreference == nil, let setting = session.parameters["switchyard.route"] {
-            let value = setting.trimmingCharacters(in: CharacterSet(charactersIn: "'\" ")).lowercased()
-            preference = RoutePreference(rawValue: value) ?? .auto
+            preference = RoutePreference(rawValue: Self.unquoted(setting)) ?? .auto
         }
         switch hint {
         case .primary?: preference = .primary
@@ -335,18 +343,55 @@ extension ClientConnection {
         return (write ? .write : .read, preference)
     }
 
-    /// The preference set by a query that is only `SET switchyard.route = ...` or `RESET switchyard.route`.
-    static func routeSetting(in sql: String) -> RoutePreference? {
-        guard sql.range(of: "switchyard.route", options: .caseInsensitive) != nil,
-              SQLLexer.statements(sql).count == 1 else { return nil }
+    /// The proxy's own session settings, `SET/RESET switchyard.route` and `switchyard.statement_timeout`: a
+    /// Query that is only one of them is answered here and never sent to a server (`primary` is a reserved
+    /// word there). Returns the reply (CommandComplete + ReadyForQuery with `status`) after applying it, or
+    /// nil when the buffered Query of `total` bytes is anything else.
+    func proxySettingReply(total: Int, status: TransactionStatus) -> [UInt8]? {
+        guard stream.inputLength >= total,
+              stream.withContiguousInput(total, { SessionAnalyzer.mayHaveEffects(UnsafeRawBufferPointer(rebasing: $0[5...])) })
+        else { return nil }
+        let sql = String(decoding: stream.peek(max: total).dropFirst(5).prefix { $0 != 0 }, as: UTF8.self)
+        guard sql.range(of: "switchyard.", options: .caseInsensitive) != nil, SQLLexer.statements(sql).count == 1 else { return nil }
+        let tag: String
         switch SessionAnalyzer.effects(of: sql).first {
         case .set(let name, let value)? where name.lowercased() == "switchyard.route":
-            return RoutePreference(rawValue: value.trimmingCharacters(in: CharacterSet(charactersIn: "'\" ")).lowercased())
+            guard let preference = RoutePreference(rawValue: Self.unquoted(value)) else {
+                return settingError("invalid value for parameter \"switchyard.route\": \(value) (primary, replica or auto)", total: total, status: status)
+            }
+            routePreference = preference
+            tag = "SET"
         case .reset(let name)? where name.lowercased() == "switchyard.route":
-            return .auto
+            routePreference = .auto
+            tag = "RESET"
+        case .set(let name, let value)? where name.lowercased() == "switchyard.statement_timeout":
+            if Self.unquoted(value) == "default" {
+                statementTimeoutOverride = nil
+            } else {
+                guard let seconds = Timeouts.parseSessionTimeout(value) else {
+                    return settingError("invalid value for parameter \"switchyard.statement_timeout\": \(value) (e.g. '2s', '500ms' or 2000)", total: total, status: status)
+                }
+                statementTimeoutOverride = seconds
+            }
+            tag = "SET"
+        case .reset(let name)? where name.lowercased() == "switchyard.statement_timeout":
+            statementTimeoutOverride = nil
+            tag = "RESET"
         default:
             return nil
         }
+        stream.drain(total)
+        return ProxyMessages.commandComplete(tag) + ProxyMessages.readyForQuery(status)
+    }
+
+    private func settingError(_ message: String, total: Int, status: TransactionStatus) -> [UInt8] {
+        stream.drain(total)
+        return ProxyMessages.error(severity: "ERROR", code: SQLState.invalidParameterValue, message: message)
+            + ProxyMessages.readyForQuery(status)
+    }
+
+    static func unquoted(_ value: String) -> String {
+        value.trimmingCharacters(in: CharacterSet(charactersIn: "'\" ")).lowercased()
     }
 
     /// A statement that may run on a replica: a read by the classifier, or BEGIN READ ONLY.

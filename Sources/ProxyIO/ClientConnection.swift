@@ -50,6 +50,18 @@ final class ClientConnection: StreamHandler, Hashable {
     var forcePrimary = false
     /// The current server was chosen for a write (a write transaction ends with a WAL position query).
     var routedWrite = false
+    /// When the client last became idle without a server (transaction mode; client_idle_timeout).
+    var idleSince = 0.0
+    /// SET switchyard.statement_timeout (seconds; 0 = none), answered by the proxy; nil when not set.
+    var statementTimeoutOverride: Double?
+    /// Fingerprint of the extended-protocol batch being sent (its last Parse or Bind), for the Sync that ends it.
+    var batchFingerprint: Fingerprint?
+    /// Fingerprint of the unnamed statement last parsed (a Bind of "" executes it).
+    var unnamedFingerprint: Fingerprint?
+    /// Session mode: fingerprints of the client's named statements.
+    var namedFingerprints: [String: Fingerprint] = [:]
+    /// Admin console: a command (PAUSE) is still running; further input waits.
+    var adminCommandPending = false
     /// Servers lost during check/setup for this client in a row.
     var serverRetries = 0
     /// Session parameters and pins that follow the client across servers (transaction mode).
@@ -180,6 +192,17 @@ final class ClientConnection: StreamHandler, Hashable {
     func requestServer() {
         guard let current = pool else { return }
         let now = monotonicNow()
+        if proxy.shuttingDown && greeted {
+            // No new transaction starts during shutdown.
+            return fail(code: SQLState.adminShutdown, message: "switchyard is shutting down", reason: "shutdown")
+        }
+        if proxy.isPaused(current.database) {
+            // PAUSE: wait (query_wait_timeout still applies) until RESUME.
+            if case .waitingForServer = phase {} else { waitingSince = now }
+            phase = .waitingForServer
+            proxy.pausedClients.insert(self)
+            return
+        }
         var (request, preference) = greeted && poolMode == .transaction ? pendingRoute() : (greeted || poolMode == .session ? .write : .read, .auto)
         if forcePrimary {
             forcePrimary = false
@@ -270,6 +293,7 @@ final class ClientConnection: StreamHandler, Hashable {
     /// Answers the client's next batch (a Query, or extended messages through Sync) with an error, without a server.
     func rejectPendingBatch(code: String, message: String) {
         phase = .idle
+        idleSince = monotonicNow()
         while let (type, lengthField) = stream.peekHeader() {
             let total = Int(lengthField) + 1
             guard lengthField >= 4, stream.inputLength >= total else { break }
@@ -320,6 +344,7 @@ final class ClientConnection: StreamHandler, Hashable {
         guard case .settingUp = phase else { return }
         phase = .active(server)
         serverRetries = 0
+        server.readySince = monotonicNow()
         if greeted { return relayToServer() }
         greeted = true
         var greeting = authPrefix + ProxyMessages.authenticationOk()
@@ -373,6 +398,7 @@ final class ClientConnection: StreamHandler, Hashable {
             return relayToServer()
         }
         phase = .idle
+        idleSince = monotonicNow()
         server.goIdle()
         idleInput()
     }
@@ -416,7 +442,7 @@ final class ClientConnection: StreamHandler, Hashable {
         if poolMode == .transaction { return relayTransaction(to: server) }
         let out = server.stream
         let maxLength = proxy.config.proxy.maxPacketSize
-        while true {
+        relay: while true {
             if remaining > 0 {
                 let moved = stream.move(upTo: remaining, to: out)
                 if moved <= 0 { break }
@@ -429,10 +455,41 @@ final class ClientConnection: StreamHandler, Hashable {
             case FrontendMessageID.terminate.rawValue:
                 stream.drain(min(stream.inputLength, Int(lengthField) + 1))
                 return disconnected(reason: "client terminated")
-            case FrontendMessageID.query.rawValue, FrontendMessageID.functionCall.rawValue, FrontendMessageID.sync.rawValue:
-                server.pendingReady += 1
+            case FrontendMessageID.query.rawValue where Int(lengthField) < inspectLimit:
+                // Read whole: a lone short Query may be one of the proxy's own settings (SET
+                // switchyard.statement_timeout); every one is fingerprinted for stats.
+                let total = Int(lengthField) + 1
+                guard stream.inputLength >= total else { break relay }
+                if lengthField <= 1024, server.pendingReady == 0, !server.unsynced,
+                   let reply = proxySettingReply(total: total, status: server.transactionStatus) {
+                    stream.write(reply)
+                    continue
+                }
+                server.requestSent(queryFingerprint(total: total))
                 server.unsynced = false
-            case FrontendMessageID.parse.rawValue, FrontendMessageID.bind.rawValue, FrontendMessageID.describe.rawValue,
+            case FrontendMessageID.query.rawValue, FrontendMessageID.functionCall.rawValue:
+                server.requestSent(nil)
+                server.unsynced = false
+            case FrontendMessageID.sync.rawValue:
+                server.requestSent(batchFingerprint)
+                batchFingerprint = nil
+                server.unsynced = false
+            case FrontendMessageID.parse.rawValue where Int(lengthField) < inspectLimit:
+                let total = Int(lengthField) + 1
+                guard stream.inputLength >= total else { break relay }
+                if let parse = try? ParseMessage(payload: Array(stream.peek(max: total).dropFirst(5))) {
+                    let fingerprint = Fingerprint.of(parse.query)
+                    if parse.name.isEmpty { unnamedFingerprint = fingerprint } else { namedFingerprints[parse.name] = fingerprint }
+                    batchFingerprint = fingerprint
+                }
+                server.unsynced = true
+            case FrontendMessageID.bind.rawValue:
+                let prefix = stream.peek(max: min(Int(lengthField) + 1, 5 + 2 * 1025))
+                if let head = try? BindHead.parse(prefix: Array(prefix.dropFirst(5))) {
+                    batchFingerprint = head.statement.isEmpty ? unnamedFingerprint : namedFingerprints[head.statement]
+                }
+                server.unsynced = true
+            case FrontendMessageID.parse.rawValue, FrontendMessageID.describe.rawValue,
                  FrontendMessageID.execute.rawValue, FrontendMessageID.close.rawValue, FrontendMessageID.flush.rawValue:
                 server.unsynced = true
             default:
@@ -502,25 +559,81 @@ final class ClientConnection: StreamHandler, Hashable {
         case .waitingForServer:
             pool?.cancelWait(self)
             proxy.waitingForReplica.remove(self)
+            proxy.pausedClients.remove(self)
         case .startup, .idle, .admin, .closed:
             break
         }
     }
 
-    /// Janitor: login and queue timeouts.
+    /// Graceful shutdown may close this client now: it is not inside a transaction or a statement.
+    var canCloseForShutdown: Bool {
+        switch phase {
+        case .startup, .idle, .admin, .waitingForServer, .closed: return true
+        case .settingUp: return false
+        case .active(let server):
+            return server.pendingReady == 0 && server.transactionStatus == .idle && remaining == 0 && !server.unsynced
+        }
+    }
+
+    /// What the janitor's timeouts see of this client now.
+    private var timedState: TimedState {
+        switch phase {
+        case .startup: return .login(since: connectedAt)
+        case .waitingForServer: return .waitingForServer(since: waitingSince)
+        case .idle: return .idle(since: idleSince)
+        case .active(let server):
+            if server.pendingReady > 0 { return .running(since: server.requestSince, cancelSentAt: server.cancelSentAt) }
+            if remaining > 0 || stream.inputLength > 0 { return .untimed }
+            return server.transactionStatus == .idle ? .idle(since: server.readySince) : .idleInTransaction(since: server.readySince)
+        case .settingUp, .admin, .closed: return .untimed
+        }
+    }
+
+    /// The statement timeout for a statement on `server`: the session's SET switchyard.statement_timeout,
+    /// else the user's, database's, route's or global setting.
+    func statementTimeout(on server: ServerConnection) -> Double {
+        if let override = statementTimeoutOverride { return override }
+        guard let pool else { return proxy.config.proxy.statementTimeout }
+        let onPrimary = proxy.backends.status(server.backend.name)?.isPrimary ?? (server.backend.role == .primary)
+        return proxy.config.statementTimeout(user: pool.user, database: pool.database, role: onPrimary ? .primary : .replica)
+    }
+
+    /// Janitor: every client-side timeout, decided by Timeouts.check.
     func checkTimeout(now: Double) {
         let settings = proxy.config.proxy
-        switch phase {
-        case .startup:
-            if settings.clientLoginTimeout > 0, now - connectedAt > settings.clientLoginTimeout {
-                fail(code: SQLState.protocolViolation, message: "client_login_timeout: login not completed in time", reason: "login timeout")
-            }
-        case .waitingForServer:
-            if settings.queryWaitTimeout > 0, now - waitingSince > settings.queryWaitTimeout {
-                fail(code: SQLState.connectionFailure, message: "query_wait_timeout: no server connection became free in time", reason: "query wait timeout")
-            }
-        case .idle, .admin, .settingUp, .active, .closed:
+        let state = timedState
+        if case .untimed = state { return }
+        var limits = TimeoutLimits(login: settings.clientLoginTimeout, queryWait: settings.queryWaitTimeout,
+                                   cancelWait: settings.cancelWaitTimeout, idleTransaction: settings.idleTransactionTimeout,
+                                   clientIdle: settings.clientIdleTimeout)
+        if case .active(let server) = phase, case .running = state { limits.statement = statementTimeout(on: server) }
+        switch Timeouts.check(state, limits: limits, now: now) {
+        case .none:
             break
+        case .loginTimedOut:
+            fail(code: SQLState.protocolViolation, message: "client_login_timeout: login not completed in time", reason: "login timeout")
+        case .queryWaitTimedOut:
+            fail(code: SQLState.connectionFailure, message: "query_wait_timeout: no server connection became free in time", reason: "query wait timeout")
+        case .cancelStatement:
+            guard case .active(let server) = phase else { return }
+            server.cancelSentAt = now
+            server.cancelledAfter = limits.statement
+            proxy.statementTimedOut(client: self, server: server)
+        case .cancelUnanswered:
+            guard case .active(let server) = phase else { return }
+            log.warning("server did not answer the statement-timeout cancel in time: closing it",
+                        metadata: ["client": "\(label)", "server": "\(server.label)"])
+            fail(code: SQLState.queryCanceled,
+                 message: ServerConnection.statementTimeoutMessage(server.cancelledAfter) + "; the server did not answer the cancel within cancel_wait_timeout",
+                 reason: "statement timeout")
+        case .idleInTransactionTimedOut:
+            fail(code: SQLState.idleInTransactionTimeout,
+                 message: "terminating connection due to idle-in-transaction timeout (switchyard idle_transaction_timeout = \(ConfigUnits.renderDuration(settings.idleTransactionTimeout)))",
+                 reason: "idle_transaction_timeout")
+        case .clientIdleTimedOut:
+            fail(code: SQLState.idleSessionTimeout,
+                 message: "terminating connection due to idle-session timeout (switchyard client_idle_timeout = \(ConfigUnits.renderDuration(settings.clientIdleTimeout)))",
+                 reason: "client_idle_timeout")
         }
     }
 }

@@ -60,6 +60,22 @@ final class Pool {
 
     func cancelWait(_ client: ClientConnection) { machine.clientLeftQueue(client) }
 
+    /// RELOAD changed this pool's size.
+    func resize(_ size: Int) {
+        guard size != machine.maxSize else { return }
+        proxy.logger.info("pool resized", metadata: ["pool": "\(label)", "from": "\(machine.maxSize)", "to": "\(size)"])
+        run(machine.resize(size, now: monotonicNow()))
+    }
+
+    /// RELOAD removed or moved this pool's backend: no new clients; servers close as they come back, and
+    /// waiting clients route again.
+    func retire() -> [ClientConnection] {
+        let waiting = machine.waiting
+        for client in waiting { machine.clientLeftQueue(client) }
+        run(machine.resize(0, now: monotonicNow()))
+        return waiting
+    }
+
     func serverLoggedIn(_ server: ServerConnection) {
         opening.remove(server)
         run(machine.serverConnected(server))
@@ -85,6 +101,8 @@ final class Pool {
                 client.attach(server)
             case .connect:
                 openServer()
+            case .close(let server):
+                server.close(reason: "pool size lowered")
             case .fail(let clients):
                 let e = lastError ?? ErrorFields(fields: [UInt8(ascii: "C"): SQLState.unableToConnect, UInt8(ascii: "M"): "no server connection available"])
                 if proxy.backends.status(backend.name)?.isPrimary == false {

@@ -6,9 +6,16 @@ import Logging
 import PGWire
 import ProxyCore
 
+/// How a statement ended, for stats and the query log.
+enum StatementOutcome: Equatable {
+    case ok
+    case error(String)
+    case timeout
+}
+
 public final class Proxy {
     public private(set) var config: Config
-    public let logger: Logger
+    public private(set) var logger: Logger
     let loop: EventLoop
     let crypto: CryptoProvider = OpenSSLCrypto()
     private(set) var secrets: [String: Secret] = [:]
@@ -31,7 +38,9 @@ public final class Proxy {
     /// Session effects of each registered statement (a prepared SET applies when executed).
     private(set) var statementEffects: [Int: [SessionEffect]] = [:]
     private lazy var mockNonce: [UInt8] = crypto.randomBytes(32)
-    private var shuttingDown = false
+    private(set) var shuttingDown = false
+    /// The HTTP endpoint (metrics_listen), if configured.
+    var metricsServer: AnyObject?
 
     /// Health, role, lag and load of every backend (fed by the probes), and the read/write router.
     var backends: BackendSet
@@ -133,9 +142,9 @@ public final class Proxy {
 
     /// Runs the event loop until shutdown.
     public func run() {
-        loop.onSignal(SIGINT) { [unowned self] in self.shutdown(signal: "SIGINT") }
-        loop.onSignal(SIGTERM) { [unowned self] in self.shutdown(signal: "SIGTERM") }
-        loop.onSignal(SIGHUP) { [unowned self] in self.reloadSecrets() }
+        loop.onSignal(SIGINT) { [unowned self] in self.shutdown(signal: "SIGINT", graceful: false) }
+        loop.onSignal(SIGTERM) { [unowned self] in self.shutdown(signal: "SIGTERM", graceful: true) }
+        loop.onSignal(SIGHUP) { [unowned self] in self.reload() }
         loop.run()
     }
 
@@ -208,9 +217,9 @@ public final class Proxy {
 
     func clientClosed(_ client: ClientConnection, reason: String) {
         clients.remove(client)
+        pausedClients.remove(client)
         if client.processID != 0 { cancelKeys.removeValue(forKey: cancelKey(client.processID, client.secretKey)) }
         logger.info("client closed", metadata: ["client": "\(client.label)", "reason": "\(reason)"])
-        if shuttingDown && clients.isEmpty { loop.stop() }
     }
 
     private func cancelKey(_ pid: Int32, _ secret: Int32) -> UInt64 {
@@ -230,6 +239,17 @@ public final class Proxy {
     }
 
     func statementKey(_ id: Int) -> StatementKey? { registry.key(for: id) }
+
+    /// Fingerprints of registered statements, computed once per statement.
+    private var statementFingerprints: [Int: Fingerprint] = [:]
+
+    func statementFingerprint(_ id: Int) -> Fingerprint? {
+        if let f = statementFingerprints[id] { return f }
+        guard let key = registry.key(for: id) else { return nil }
+        let f = Fingerprint.of(key.query)
+        statementFingerprints[id] = f
+        return f
+    }
 
     /// Statements some server parsed without error: a client's Parse of one of them can be answered locally.
     private(set) var validStatements: Set<Int> = []
@@ -272,6 +292,11 @@ public final class Proxy {
         }
         guard case .active(let server) = client.phase else { return }
         logger.info("forwarding cancel", metadata: ["client": "\(client.label)", "server": "\(server.label)"])
+        sendCancel(to: server)
+    }
+
+    /// A CancelRequest with the server's real key, on a connection of its own.
+    private func sendCancel(to server: ServerConnection) {
         if let f = CancelForwarder(proxy: self, address: server.address, processID: server.processID, secretKey: server.secretKey) {
             cancelForwarders.insert(f)
         }
@@ -279,10 +304,35 @@ public final class Proxy {
 
     func cancelDone(_ f: CancelForwarder) { cancelForwarders.remove(f) }
 
+    /// One statement (a Query, or an extended batch up to Sync) finished on `server`: stats and the query log.
+    func statementFinished(on server: ServerConnection, fingerprint: Fingerprint?, seconds: Double, rows: Int,
+                           outcome: StatementOutcome) {
+        queryCount += 1
+    }
+
+    /// Statements answered by servers.
+    private(set) var queryCount = 0
+
+    /// Statements cancelled by the proxy's statement_timeout.
+    var statementTimeouts = 0
+
+    /// statement_timeout passed for the statement `client` runs on `server`: cancel it on the server. The
+    /// server's cancel error becomes the client's statement-timeout error (ServerConnection).
+    func statementTimedOut(client: ClientConnection, server: ServerConnection) {
+        statementTimeouts += 1
+        logger.notice("statement timeout: cancelling on the server", metadata: [
+            "client": "\(client.label)", "server": "\(server.label)",
+            "statement_timeout": "\(ConfigUnits.renderDuration(server.cancelledAfter))"])
+        sendCancel(to: server)
+    }
+
     // MARK: Janitor, reload, shutdown
 
     private func janitor() {
         let now = monotonicNow()
+        if shuttingDown { drainForShutdown(now: now) }
+        finishPauses()
+        retiredPools.removeAll { $0.machine.total == 0 }
         for probe in probes { probe.tick(now: now) }
         for client in waitingForReplica { client.retryRoute(now: now) }
         for client in clients { client.checkTimeout(now: now) }
@@ -290,39 +340,154 @@ public final class Proxy {
             for server in pool.allServers { server.checkTimeout(now: now) }
             pool.tick(now: now)
         }
-    }
-
-    /// RELOAD from the admin console: re-reads auth_file (the full config reload comes with SIGHUP handling).
-    func reload() { reloadSecrets() }
-
-    /// SHUTDOWN from the admin console.
-    func requestShutdown(reason: String) {
-        loop.every(0.05) { [unowned self] in if !self.shuttingDown { self.shutdown(signal: reason) } }
-    }
-
-    private func reloadSecrets() {
-        do {
-            secrets = try Self.loadSecrets(config)
-            scramCache.removeAll()
-            logger.info("auth_file reloaded", metadata: ["users": "\(secrets.count)"])
-        } catch {
-            logger.error("reload failed, keeping the old auth_file", metadata: ["error": "\(error)"])
+        for pool in retiredPools {
+            for server in pool.allServers { server.checkTimeout(now: now) }
         }
     }
 
-    private func shutdown(signal: String) {
-        logger.info("shutting down", metadata: ["signal": "\(signal)"])
+    /// RELOAD and SIGHUP: re-read proxy.conf (and auth_file) without dropping clients. Pool sizes, timeouts,
+    /// backends (added, removed, reweighted), routing and log settings take effect; a bad file is refused with
+    /// the error logged and the old config kept. Returns the error, if any.
+    @discardableResult
+    func reload() -> String? {
+        guard let path = config.path else { return "no config file to reload" }
+        var next: Config
+        let nextSecrets: [String: Secret]
+        do {
+            next = try ConfigParser.load(path: path)
+            nextSecrets = try Self.loadSecrets(next)
+        } catch {
+            logger.error("reload failed: keeping the old config", metadata: ["error": "\(error)"])
+            return "\(error)"
+        }
+        for key in AdminConsole.restartOnlyKeys {
+            let before = ConfigKeys.currentValues(config).first { $0.key == key }?.value
+            let after = ConfigKeys.currentValues(next).first { $0.key == key }?.value
+            if before != after { logger.warning("reload: \(key) changes only at restart", metadata: ["kept": "\(before ?? "")"]) }
+        }
+        next.proxy.listenAddr = config.proxy.listenAddr
+        next.proxy.listenPort = config.proxy.listenPort
+        next.proxy.workers = config.proxy.workers
+        let old = config
+        config = next
+        secrets = nextSecrets
+        scramCache.removeAll()
+        logger.logLevel = Logger.Level(rawValue: next.proxy.logLevel.rawValue) ?? .info
+        backends.reconfigure(Self.backendList(next))
+        backends.policy = Self.healthPolicy(next)
+        backends.loadBalance = next.proxy.loadBalance
+        router = Router(fallback: next.proxy.replicaFallback, readYourWritesTimeout: next.proxy.readYourWritesTimeout)
+        // Pools: a backend that is gone or moved retires its pools; the rest take the new sizes.
+        var rerouted: [ClientConnection] = []
+        for (key, pool) in pools {
+            if let backend = backendConfig(named: pool.backend.name), backend.host == pool.backend.host, backend.port == pool.backend.port {
+                pool.resize(next.poolSize(forUser: pool.user))
+            } else {
+                pools[key] = nil
+                retiredPools.append(pool)
+                rerouted += pool.retire()
+            }
+        }
+        if old.backends != next.backends || old.proxy.healthCheckUser != next.proxy.healthCheckUser
+            || old.proxy.healthCheckDatabase != next.proxy.healthCheckDatabase {
+            for probe in probes { probe.close() }
+            probes = next.proxy.healthCheckUser.isEmpty ? [] : next.backends.map { HealthProbe(proxy: self, backend: $0) }
+        }
+        for client in rerouted { client.backendFailed(code: SQLState.connectionFailure, message: "backend removed by RELOAD", reroute: true) }
+        logger.notice("config reloaded", metadata: ["path": "\(path)", "backends": "\(next.backends.map(\.name).joined(separator: ","))",
+                                                    "users": "\(secrets.count)"])
+        return nil
+    }
+
+    /// Pools whose backend RELOAD removed or moved, kept until their last server is gone.
+    private var retiredPools: [Pool] = []
+
+    // MARK: PAUSE / RESUME
+
+    /// Databases paused by `PAUSE db`; `pausedAll` is set by a bare `PAUSE`.
+    private(set) var pausedDatabases: Set<String> = []
+    private(set) var pausedAll = false
+    /// Clients that asked for a server while their database was paused.
+    var pausedClients: Set<ClientConnection> = []
+    /// Admin clients waiting for PAUSE to finish (no server of theirs still lent), by database (nil: all).
+    private var pauseWaiters: [(client: ClientConnection, database: String?)] = []
+
+    func isPaused(_ database: String) -> Bool { pausedAll || pausedDatabases.contains(database) }
+
+    /// PAUSE [db]: no server is handed out for `database` (all when nil); the admin's reply comes once every
+    /// server of it is back in its pool (janitor).
+    func pause(_ database: String?, by admin: ClientConnection) {
+        if let database { pausedDatabases.insert(database) } else { pausedAll = true }
+        logger.notice("paused", metadata: ["database": "\(database ?? "(all)")"])
+        // The janitor replies once the database's servers are all back (never from inside the command).
+        pauseWaiters.append((admin, database))
+    }
+
+    /// RESUME [db]: clients waiting on a paused database get servers again.
+    func resume(_ database: String?) {
+        if let database { pausedDatabases.remove(database) } else {
+            pausedAll = false
+            pausedDatabases.removeAll()
+        }
+        logger.notice("resumed", metadata: ["database": "\(database ?? "(all)")"])
+        for client in pausedClients where !isPaused(client.pool?.database ?? "") {
+            pausedClients.remove(client)
+            client.requestServer()
+        }
+    }
+
+    private func finishPauses() {
+        guard !pauseWaiters.isEmpty else { return }
+        pauseWaiters.removeAll { waiter in
+            guard case .admin = waiter.client.phase else { return true }
+            let busy = pools.values.contains { pool in
+                (waiter.database == nil || pool.database == waiter.database) && !pool.machine.active.isEmpty
+            }
+            if busy { return false }
+            waiter.client.adminCommandFinished(AdminConsole.commandComplete("PAUSE"))
+            return true
+        }
+    }
+
+    // MARK: Shutdown
+
+    /// SHUTDOWN from the admin console: as SIGTERM.
+    func requestShutdown(reason: String) {
+        loop.every(0.05) { [unowned self] in if !self.shuttingDown { self.shutdown(signal: reason, graceful: true) } }
+    }
+
+    /// Stop accepting. Graceful (SIGTERM, SHUTDOWN): clients between transactions are closed now, the others
+    /// when their transaction ends, everything at shutdown_timeout. Immediate (SIGINT): everything now, cleanly.
+    private func shutdown(signal: String, graceful: Bool) {
+        if shuttingDown && graceful { return }
+        logger.notice("shutting down", metadata: ["signal": "\(signal)", "mode": "\(graceful ? "graceful" : "immediate")",
+                                                  "clients": "\(clients.count)"])
         shuttingDown = true
+        shutdownDeadline = graceful ? monotonicNow() + config.proxy.shutdownTimeout : monotonicNow()
         listener?.close()
         listener = nil
-        for client in clients {
+        drainForShutdown(now: monotonicNow())
+    }
+
+    /// When the proxy stops by shutdown_timeout even if transactions are still open.
+    private var shutdownDeadline = 0.0
+    private var stopping = false
+
+    /// Closes every client that is not inside a transaction (all of them once the deadline passed); with no
+    /// client left, closes the servers and stops the loop after queued messages flushed.
+    private func drainForShutdown(now: Double) {
+        let force = now >= shutdownDeadline
+        for client in clients where force || client.canCloseForShutdown {
             client.fail(code: SQLState.adminShutdown, message: "switchyard is shutting down", reason: "shutdown")
         }
-        for pool in pools.values {
+        guard clients.isEmpty, !stopping else { return }
+        stopping = true
+        for pool in pools.values + retiredPools {
             for server in pool.allServers { server.close(reason: "shutdown") }
         }
         for probe in probes { probe.close() }
-        // Let queued error messages flush, then stop.
-        loop.every(0.3) { [unowned self] in self.loop.stop() }
+        metricsServer = nil
+        // Let queued error and Terminate messages flush, then stop.
+        loop.every(0.2) { [unowned self] in self.loop.stop() }
     }
 }

@@ -66,7 +66,15 @@ final class ServerConnection: StreamHandler, Hashable {
     // Relay state: bytes still to forward of the current server message.
     private var remaining = 0
     /// ReadyForQuery messages owed by the server (one per Query, Sync, FunctionCall the client sent).
-    var pendingReady = 0
+    private(set) var pendingReady = 0
+    /// When the oldest request still owed a ReadyForQuery was sent (statement_timeout runs from here).
+    private(set) var requestSince = 0.0
+    /// When the last ReadyForQuery arrived (idle-in-transaction and idle-client clocks run from here).
+    var readySince = 0.0
+    /// statement_timeout: when the proxy cancelled the running statement; nil when it has not.
+    var cancelSentAt: Double?
+    /// The statement_timeout (seconds) that fired, for the error the client gets.
+    var cancelledAfter = 0.0
     /// The client sent extended-protocol messages since its last Sync.
     var unsynced = false
     var transactionStatus: TransactionStatus = .idle
@@ -346,7 +354,8 @@ final class ServerConnection: StreamHandler, Hashable {
                 retryAfterReady = nil
                 _ = tracker.received(type: type)
                 transactionStatus = .idle
-                if pendingReady > 0 { pendingReady -= 1 }
+                requestError = nil
+                requestAnswered()
                 client.retryOnPrimary(query, from: self)
                 return
             case BackendMessageID.errorResponse.rawValue where retryableQuery != nil && total <= 65_536:
@@ -367,7 +376,7 @@ final class ServerConnection: StreamHandler, Hashable {
             case BackendMessageID.readyForQuery.rawValue:
                 guard stream.inputLength >= 6 else { return }
                 if let status = TransactionStatus(rawValue: stream.peekByte(at: 5)) { transactionStatus = status }
-                if pendingReady > 0 { pendingReady -= 1 }
+                requestAnswered()
                 if tracking {
                     // Statements parsed in a batch that ended without error are known good.
                     if !batchFailed { proxy.markStatementsValid(parsedSinceReady) }
@@ -383,6 +392,7 @@ final class ServerConnection: StreamHandler, Hashable {
                 transactionFailed = true
                 batchFailed = true
                 guard total > 65_536 || stream.inputLength >= total else { return }
+                noteError(total: total)
                 let step = tracker.received(type: type)
                 if !step.emitBefore.isEmpty { out.write(step.emitBefore) }
                 // Parses and evictions the server skipped or failed: their server copy is unknown.
@@ -410,11 +420,16 @@ final class ServerConnection: StreamHandler, Hashable {
                         markStale(id)
                     }
                 }
+                if !dropping, replacedTimeoutError(total: total, out: out) { continue }
                 remaining = total
                 continue
-            case BackendMessageID.commandComplete.rawValue where watchCommandTags:
+            case BackendMessageID.commandComplete.rawValue:
                 guard stream.inputLength >= total else { return }
-                if stream.peek(max: min(total, 14)).dropFirst(5).starts(with: Array("ROLLBACK".utf8)) { transactionFailed = true }
+                if watchCommandTags, stream.peek(max: min(total, 14)).dropFirst(5).starts(with: Array("ROLLBACK".utf8)) { transactionFailed = true }
+                noteCommandComplete(total: total)
+            case BackendMessageID.errorResponse.rawValue:
+                if total <= 65_536 && stream.inputLength < total { return }
+                noteError(total: total)
             default:
                 break
             }
@@ -445,6 +460,7 @@ final class ServerConnection: StreamHandler, Hashable {
                 if !step.emitBefore.isEmpty { out.write(step.emitBefore) }
                 dropping = !step.forward
             }
+            if type == BackendMessageID.errorResponse.rawValue, !dropping, replacedTimeoutError(total: total, out: out) { continue }
             remaining = total
         }
         if out.outputLength > pauseBytes {
@@ -454,6 +470,72 @@ final class ServerConnection: StreamHandler, Hashable {
     }
 
     private var dropping = false
+
+    /// The client sent a Query, Sync or FunctionCall: one more ReadyForQuery is owed. `fingerprint` is the
+    /// statement's (nil when unknown: too large, a function call).
+    func requestSent(_ fingerprint: Fingerprint?) {
+        if pendingReady == 0 { requestSince = monotonicNow() }
+        pendingReady += 1
+        requestFingerprints.append(fingerprint)
+    }
+
+    /// Fingerprints of the requests still owed a ReadyForQuery, oldest first.
+    private var requestFingerprints: [Fingerprint?] = []
+    /// Rows reported by CommandComplete, and the SQLSTATE of the first error, in the oldest request.
+    private var requestRows = 0
+    private var requestError: String?
+
+    /// A ReadyForQuery arrived: the oldest request is done (stats, query log); the next one, if pipelined,
+    /// starts its clock now.
+    private func requestAnswered() {
+        let now = monotonicNow()
+        if pendingReady > 0 {
+            pendingReady -= 1
+            let fingerprint = requestFingerprints.isEmpty ? nil : requestFingerprints.removeFirst()
+            let outcome: StatementOutcome = cancelSentAt != nil ? .timeout : requestError.map { .error($0) } ?? .ok
+            proxy.statementFinished(on: self, fingerprint: fingerprint, seconds: now - requestSince, rows: requestRows, outcome: outcome)
+        }
+        requestRows = 0
+        requestError = nil
+        requestSince = pendingReady > 0 ? now : 0
+        readySince = now
+        cancelSentAt = nil
+    }
+
+    /// The rows count at the end of a CommandComplete tag ("SELECT 3", "INSERT 0 5"), 0 when none.
+    private func noteCommandComplete(total: Int) {
+        let tag = stream.peek(max: min(total, 64)).dropFirst(5)
+        var n = 0
+        var scale = 1
+        for byte in tag.reversed().drop(while: { $0 == 0 }) {
+            guard byte >= 48 && byte <= 57 else { break }
+            n += Int(byte - 48) * scale
+            scale *= 10
+        }
+        requestRows += n
+    }
+
+    /// The first error's SQLSTATE in the current request (read from a whole ErrorResponse in the input).
+    private func noteError(total: Int) {
+        guard requestError == nil, total <= 65_536, stream.inputLength >= total else { return }
+        requestError = ErrorFields(payload: Array(stream.peek(max: total).dropFirst(5))).sqlState
+    }
+
+    /// After the proxy cancelled a statement for statement_timeout, the server's "canceling statement due
+    /// to user request" becomes Switchyard's statement-timeout error. True when the message was replaced.
+    private func replacedTimeoutError(total: Int, out: Stream) -> Bool {
+        guard cancelSentAt != nil, total <= 65_536, stream.inputLength >= total else { return false }
+        let fields = ErrorFields(payload: Array(stream.peek(max: total).dropFirst(5)))
+        guard fields.sqlState == SQLState.queryCanceled else { return false }
+        stream.drain(total)
+        out.write(ProxyMessages.error(severity: "ERROR", code: SQLState.queryCanceled,
+                                      message: Self.statementTimeoutMessage(cancelledAfter)))
+        return true
+    }
+
+    static func statementTimeoutMessage(_ seconds: Double) -> String {
+        "canceling statement due to statement timeout (switchyard statement_timeout = \(ConfigUnits.renderDuration(seconds)))"
+    }
     /// A RowDescription held back while the query may still be retried on the primary.
     private var heldRowDescription: [UInt8]?
 

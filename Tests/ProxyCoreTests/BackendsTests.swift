@@ -43,6 +43,18 @@ final class BackendsTests: XCTestCase {
 
     // MARK: Circuit
 
+    func testReconfigureKeepsHealthByNameAndTakesNewWeights() {
+        var set = makeSet()
+        for t in [1.0, 2.0, 3.0] { set.probeFailed("r1", now: t, error: "down") }
+        XCTAssertEqual(set.status("r1")?.circuit, .open)
+        set.reconfigure([("main", .primary, 1), ("r1", .replica, 5), ("r3", .replica, 2)])
+        XCTAssertEqual(set.statuses.map(\.name), ["main", "r1", "r3"])
+        XCTAssertEqual(set.status("r1")?.circuit, .open, "health survives a reload")
+        XCTAssertEqual(set.status("r1")?.weight, 5)
+        XCTAssertEqual(set.status("r3")?.circuit, .closed)
+        XCTAssertNil(set.status("r2"))
+    }
+
     func testThreeFailuresOpenTheCircuit() {
         var set = makeSet()
         XCTAssertTrue(set.isUp("r1"), "starts closed")

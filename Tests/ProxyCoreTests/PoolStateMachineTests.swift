@@ -26,6 +26,28 @@ final class PoolStateMachineTests: XCTestCase {
         XCTAssertEqual(p.total, 1)
     }
 
+    func testResizeGrowsForWaitersAndShrinksAsServersComeBack() {
+        var p = Pool(maxSize: 1)
+        XCTAssertEqual(p.clientRequests(1), [.connect])
+        XCTAssertEqual(p.serverConnected("s1"), [.attach(1, "s1")])
+        XCTAssertEqual(p.clientRequests(2), [])
+        // RELOAD: size 2 opens a server for the waiting client at once.
+        XCTAssertEqual(p.resize(2), [.connect])
+        XCTAssertEqual(p.serverConnected("s2"), [.attach(2, "s2")])
+        XCTAssertEqual(p.serverReleased("s2"), [])
+        assertCounts(p, idle: ["s2"], active: ["s1"], connecting: 0, waiting: [])
+        // Back to 1: the idle one closes now, the busy one stays until it comes back within the size.
+        XCTAssertEqual(p.resize(1), [.close("s2")])
+        XCTAssertEqual(p.serverClosed("s2"), [])
+        assertCounts(p, idle: [], active: ["s1"], connecting: 0, waiting: [])
+        XCTAssertEqual(p.serverReleased("s1"), [])
+        assertCounts(p, idle: ["s1"], active: [], connecting: 0, waiting: [])
+        // Size 0 (a retired pool): servers close as they come back.
+        XCTAssertEqual(p.clientRequests(3), [.attach(3, "s1")])
+        XCTAssertEqual(p.resize(0), [])
+        XCTAssertEqual(p.serverReleased("s1"), [.close("s1")])
+    }
+
     func testReleasedServerGoesIdleAndIsReusedWithoutConnecting() {
         var p = Pool(maxSize: 5)
         _ = p.clientRequests(1)

@@ -108,7 +108,7 @@ extension ConfigValue where T: RawRepresentable & CaseIterable & Sendable, T.Raw
 }
 
 /// Duration and size units: parsing and the shortest exact rendering.
-enum ConfigUnits {
+public enum ConfigUnits {
     /// Duration units, largest first, in microseconds.
     static let durationUnits: [(name: String, micros: Int)] = [
         ("d", 86_400_000_000), ("h", 3_600_000_000), ("min", 60_000_000), ("s", 1_000_000), ("ms", 1_000), ("us", 1),
@@ -120,7 +120,7 @@ enum ConfigUnits {
     ]
 
     /// Seconds from e.g. "500ms", "30s", "5min", "1.5h" or "7"; nil when malformed or negative.
-    static func parseDuration(_ raw: String) -> Double? {
+    public static func parseDuration(_ raw: String) -> Double? {
         let (number, unit) = splitNumber(raw)
         guard !number.isEmpty, let value = Double(number), value.isFinite, value >= 0 else { return nil }
         if unit.isEmpty { return value }
@@ -129,7 +129,7 @@ enum ConfigUnits {
     }
 
     /// "15s", "500ms", "2min"; the largest unit that shows the value as a whole number (rounded to microseconds).
-    static func renderDuration(_ seconds: Double) -> String {
+    public static func renderDuration(_ seconds: Double) -> String {
         let micros = Int((seconds * 1_000_000).rounded())
         if micros == 0 { return "0s" }
         for unit in durationUnits where micros % unit.micros == 0 {

@@ -9,6 +9,8 @@ public struct PoolStateMachine<Client: Hashable, Server: Hashable> {
         case connect
         /// These waiting clients cannot be served: the pool has no server and the last attempt failed.
         case fail([Client])
+        /// Close this server: the pool shrank below the servers it holds (RELOAD lowered its size).
+        case close(Server)
     }
 
     public var maxSize: Int
@@ -65,6 +67,10 @@ public struct PoolStateMachine<Client: Hashable, Server: Hashable> {
     }
 
     private mutating func serverAvailable(_ server: Server) -> [Action] {
+        if total >= maxSize {
+            // Over the (lowered) size: this one goes instead of idling.
+            return [.close(server)]
+        }
         if !waiting.isEmpty {
             let client = waiting.removeFirst()
             active.insert(server)
@@ -94,6 +100,15 @@ public struct PoolStateMachine<Client: Hashable, Server: Hashable> {
         idle.removeAll { $0 == server }
         active.remove(server)
         return growIfNeeded(now: now)
+    }
+
+    /// A new size (RELOAD): growing serves waiting clients at once; shrinking closes idle servers now and
+    /// busy ones as they come back.
+    public mutating func resize(_ newSize: Int, now: Double = 0) -> [Action] {
+        maxSize = newSize
+        var actions: [Action] = []
+        while total > maxSize, let server = idle.popLast() { actions.append(.close(server)) }
+        return actions + growIfNeeded(now: now)
     }
 
     /// The janitor's tick: retry opening servers for waiting clients once the retry delay has passed,

@@ -132,6 +132,19 @@ public struct BackendSet: Sendable {
         self.loadBalance = loadBalance
     }
 
+    /// RELOAD: backends keep their health and lag by name; new ones start closed (healthy until probed),
+    /// removed ones are dropped, roles and weights take the new values.
+    public mutating func reconfigure(_ backends: [(name: String, role: BackendRoleSetting, weight: Int)]) {
+        statuses = backends.map { b in
+            var s = status(b.name) ?? BackendStatus(name: b.name, roleSetting: b.role, weight: b.weight)
+            s.roleSetting = b.role
+            s.weight = b.weight
+            return s
+        }
+        roundRobinWeights = roundRobinWeights.filter { name, _ in statuses.contains { $0.name == name } }
+        recomputeLagging()
+    }
+
     public func status(_ name: String) -> BackendStatus? {
         statuses.first { $0.name == name }
     }
