@@ -16,6 +16,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         .systemLibrary(name: "CLibevent", pkgConfig: "libevent", providers: [.apt(["libevent-dev"])]),
@@ -23,7 +25,11 @@ let package = Package(
         .systemLibrary(name: "CLibpq", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         .systemLibrary(name: "CPgQuery", path: "Sources/CPgQuery"),
         .target(name: "PGWire", swiftSettings: crossModule),
-        .target(name: "ProxyCore", dependencies: ["PGWire"], swiftSettings: crossModule),
+        .target(name: "ProxyCore", dependencies: [
+            "PGWire",
+            .product(name: "Histogram", package: "hdrhistogram-swift"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+        ], swiftSettings: crossModule),
         .target(name: "ProxyIO", dependencies: [
             "ProxyCore", "PGWire", "CLibevent", "COpenSSL", "CLibpq", "CPgQuery",
             .product(name: "Logging", package: "swift-log"),

@@ -22,7 +22,11 @@ struct Switchyard: ParsableCommand {
     @Flag(name: .long, help: "Print the config reference (Markdown) and exit.")
     var printConfigReference = false
 
+    @OptionGroup(title: "Microbenchmarks")
+    var microbench: MicrobenchOptions
+
     func run() throws {
+        if try microbench.runIfRequested() { return }
         if printConfigReference {
             print(ConfigKeys.markdownReference())
             return

@@ -21,7 +21,7 @@ from conftest import PASSWORDS, free_port
 
 pytestmark = pytest.mark.proxy_only
 
-RYW_ITERATIONS = int(os.environ.get("SWITCHYARD_RYW_ITERATIONS", "100"))
+RYW_ITERATIONS = int(os.environ.get("SWITCHYARD_RYW_ITERATIONS", "500"))
 PORT = "SELECT inet_server_port()"
 _names = itertools.count()
 
