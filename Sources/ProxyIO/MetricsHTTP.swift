@@ -15,7 +15,7 @@ final class MetricsHTTP {
     /// Answers a request path; nil is 404.
     let route: (String) -> HTTPReply?
 
-    /// Binds `host:port`; nil (with the reason in `error`) when the address cannot be bound.
+    /// Binds `host:port`; throws when the address cannot be bound.
     init(base: OpaquePointer, host: String, port: Int, route: @escaping (String) -> HTTPReply?) throws {
         guard let http = evhttp_new(base) else { throw MetricsHTTPError(message: "evhttp_new failed") }
         guard evhttp_bind_socket(http, host, UInt16(port)) == 0 else {

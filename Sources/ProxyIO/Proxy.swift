@@ -40,7 +40,7 @@ public final class Proxy {
     private lazy var mockNonce: [UInt8] = crypto.randomBytes(32)
     private(set) var shuttingDown = false
     /// The HTTP endpoint (metrics_listen), if configured.
-    var metricsServer: AnyObject?
+    private var metricsServer: MetricsHTTP?
 
     /// Health, role, lag and load of every backend (fed by the probes), and the read/write router.
     var backends: BackendSet
@@ -134,10 +134,52 @@ public final class Proxy {
         if !config.proxy.healthCheckUser.isEmpty {
             probes = config.backends.map { HealthProbe(proxy: self, backend: $0) }
         }
+        try startMetrics()
         loop.every(0.1) { [unowned self] in self.janitor() }
         logger.info("listening", metadata: ["addr": "\(config.proxy.listenAddr):\(config.proxy.listenPort)",
                                              "pool_mode": "\(config.proxy.poolMode.rawValue)",
                                              "primary": "\(config.primary.host):\(config.primary.port)"])
+    }
+
+    /// The HTTP endpoint of metrics_listen, if set.
+    private func startMetrics() throws {
+        let listen = config.proxy.metricsListen
+        guard !listen.isEmpty else { return }
+        guard let (host, port) = MetricsHTTP.parseListen(listen) else {
+            throw MetricsHTTPError(message: "metrics_listen: expected host:port, got '\(listen)'")
+        }
+        metricsServer = try MetricsHTTP(base: loop.base, host: host, port: port) { [unowned self] path in
+            self.httpReply(path)
+        }
+        logger.info("metrics endpoint listening", metadata: ["addr": "\(listen)"])
+    }
+
+    private func httpReply(_ path: String) -> HTTPReply? {
+        switch path {
+        case "/metrics":
+            return HTTPReply(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: metricsText())
+        case "/health":
+            return HTTPReply(status: 200, contentType: "text/plain; charset=utf-8", body: "ok\n")
+        case "/ready":
+            let (ready, why) = readiness()
+            return HTTPReply(status: ready ? 200 : 503, contentType: "text/plain; charset=utf-8", body: why + "\n")
+        default:
+            return nil
+        }
+    }
+
+    /// Ready: the config is loaded, the proxy is not shutting down, and the health probes reach a primary (its
+    /// circuit is closed and it answered a probe). With probes off (no health_check_user) the primary is
+    /// assumed reachable.
+    func readiness() -> (Bool, String) {
+        if shuttingDown { return (false, "shutting down") }
+        let primaries = backends.statuses.filter { $0.isPrimary }
+        guard let primary = primaries.first else { return (false, "no primary known yet") }
+        if primary.circuit == .open { return (false, "primary \(primary.name) unreachable: \(primary.lastError ?? "")") }
+        if !config.proxy.healthCheckUser.isEmpty && primary.lsn == nil && primary.inRecovery == nil {
+            return (false, "primary \(primary.name) not probed yet")
+        }
+        return (true, "ready: primary \(primary.name)")
     }
 
     /// Runs the event loop until shutdown.
@@ -312,6 +354,11 @@ public final class Proxy {
 
     /// Statements answered by servers.
     private(set) var queryCount = 0
+
+    /// /metrics: the Prometheus text exposition.
+    func metricsText() -> String {
+        "# switchyard metrics\n"
+    }
 
     /// Statements cancelled by the proxy's statement_timeout.
     var statementTimeouts = 0
