@@ -1,0 +1,160 @@
+// The Prometheus side of the stats: every exported metric in one table, the per-backend and per-route series the
+// registry records into, and the /metrics text (swift-prometheus renders it; gauges are set at scrape time).
+
+import Prometheus
+
+/// Every metric Switchyard exports: name, unit and help, in one place.
+enum SwitchyardMetric {
+    static let backendDuration = make("backend_query_duration", "seconds", "Statement duration per backend.")
+    static let routeDuration = make("route_query_duration", "seconds", "Statement duration per route.")
+    static let backendQueries = make("backend_queries", "total", "Statements finished per backend.")
+    static let backendErrors = make("backend_errors", "total", "Statements that failed per backend (errors and timeouts).")
+    static let backendTimeouts = make("backend_statement_timeouts", "total", "Statements cancelled by the proxy's statement timeout.")
+    static let backendMisroutes = make("backend_misroutes", "total", "Statements sent to a backend that had to run elsewhere.")
+    static let fingerprintEvictions = make("stats_fingerprints_evicted", "total", "Query fingerprints dropped from the stats because stats_max_fingerprints was reached.")
+    static let clientConnections = make("client_connections", "", "Client connections by state.")
+    static let serverConnections = make("server_connections", "", "Server connections by backend and state.")
+    static let replicaLagBytes = make("replica_lag", "bytes", "WAL bytes a replica's replay is behind the primary.")
+    static let replicaLagSeconds = make("replica_lag", "seconds", "Seconds a replica's replay is behind the primary.")
+
+    /// Buckets of the duration histograms: 0.5 ms .. 10 s.
+    static let durationBuckets: [Duration] = [
+        .microseconds(500), .milliseconds(1), .microseconds(2500), .milliseconds(5), .milliseconds(10),
+        .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500),
+        .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10),
+    ]
+
+    private static func make(_ name: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(namespace: "switchyard", metricName: name, unitName: unit, helpText: help)
+    }
+}
+
+/// One backend's series: `backend` and `role` labels.
+struct BackendMetrics: Sendable {
+    let duration: DurationHistogram
+    let queries: Counter
+    let errors: Counter
+    let timeouts: Counter
+    let misroutes: Counter
+
+    init(collector: PrometheusCollectorRegistry, name: String, role: BackendRole) {
+        let labels = [("backend", name), ("role", role.rawValue)]
+        duration = collector.makeDurationHistogram(descriptor: SwitchyardMetric.backendDuration, labels: labels,
+                                                   buckets: SwitchyardMetric.durationBuckets)
+        queries = collector.makeCounter(descriptor: SwitchyardMetric.backendQueries, labels: labels)
+        errors = collector.makeCounter(descriptor: SwitchyardMetric.backendErrors, labels: labels)
+        timeouts = collector.makeCounter(descriptor: SwitchyardMetric.backendTimeouts, labels: labels)
+        misroutes = collector.makeCounter(descriptor: SwitchyardMetric.backendMisroutes, labels: labels)
+    }
+
+    func record(micros: UInt64, outcome: StatementSample.Outcome) {
+        duration.record(.microseconds(micros))
+        queries.increment()
+        switch outcome {
+        case .ok: break
+        case .error: errors.increment()
+        case .timeout:
+            errors.increment()
+            timeouts.increment()
+        }
+    }
+}
+
+/// The collector and the series every registry has from the start.
+struct StatsMetrics: Sendable {
+    let collector: PrometheusCollectorRegistry
+    let primaryRoute: DurationHistogram
+    let replicaRoute: DurationHistogram
+    let evictions: Counter
+
+    init(collector: PrometheusCollectorRegistry) {
+        self.collector = collector
+        func route(_ role: BackendRole) -> DurationHistogram {
+            collector.makeDurationHistogram(descriptor: SwitchyardMetric.routeDuration, labels: [("route", role.rawValue)],
+                                            buckets: SwitchyardMetric.durationBuckets)
+        }
+        primaryRoute = route(.primary)
+        replicaRoute = route(.replica)
+        evictions = collector.makeCounter(descriptor: SwitchyardMetric.fingerprintEvictions)
+    }
+
+    func route(_ role: BackendRole) -> DurationHistogram {
+        switch role {
+        case .primary: return primaryRoute
+        case .replica: return replicaRoute
+        }
+    }
+}
+
+/// Gauges the I/O layer knows at scrape time. Report every state and backend each time (zeros too): a series
+/// left out keeps its last value; a nil lag removes that backend's lag series.
+public struct ScrapeInputs: Sendable {
+    /// Server connections of one backend in one state.
+    public struct Servers: Sendable {
+        public var backend: String
+        public var role: BackendRole
+        public var state: String
+        public var count: Int
+
+        public init(backend: String, role: BackendRole, state: String, count: Int) {
+            self.backend = backend
+            self.role = role
+            self.state = state
+            self.count = count
+        }
+    }
+
+    /// A replica's replay lag, nil while unknown.
+    public struct Lag: Sendable {
+        public var backend: String
+        public var bytes: UInt64?
+        public var seconds: Double?
+
+        public init(backend: String, bytes: UInt64?, seconds: Double?) {
+            self.backend = backend
+            self.bytes = bytes
+            self.seconds = seconds
+        }
+    }
+
+    /// Client connections by state ("active", "waiting", "idle").
+    public var clientConnections: [String: Int]
+    public var serverConnections: [Servers]
+    public var replicaLag: [Lag]
+
+    public init(clientConnections: [String: Int] = [:], serverConnections: [Servers] = [], replicaLag: [Lag] = []) {
+        self.clientConnections = clientConnections
+        self.serverConnections = serverConnections
+        self.replicaLag = replicaLag
+    }
+}
+
+extension StatsRegistry {
+    /// The Prometheus text exposition of the shared collector (every worker's series), after setting the gauges.
+    public func prometheusText(_ inputs: ScrapeInputs = ScrapeInputs()) -> String {
+        for (state, count) in inputs.clientConnections {
+            setGauge(SwitchyardMetric.clientConnections, [("state", state)], Double(count))
+        }
+        for s in inputs.serverConnections {
+            setGauge(SwitchyardMetric.serverConnections,
+                     [("backend", s.backend), ("role", s.role.rawValue), ("state", s.state)], Double(s.count))
+        }
+        for lag in inputs.replicaLag {
+            setGauge(SwitchyardMetric.replicaLagBytes, [("backend", lag.backend)], lag.bytes.map { Double($0) })
+            setGauge(SwitchyardMetric.replicaLagSeconds, [("backend", lag.backend)], lag.seconds)
+        }
+        var buffer: [UInt8] = []
+        metrics.collector.emit(into: &buffer)
+        return String(decoding: buffer, as: UTF8.self)
+    }
+
+    /// Sets a gauge, or removes its series when the value is unknown.
+    private func setGauge(_ descriptor: MetricNameDescriptor, _ labels: [(String, String)], _ value: Double?) {
+        let gauge = metrics.collector.makeGauge(descriptor: descriptor, labels: labels)
+        if let value {
+            gauge.set(value)
+        } else {
+            metrics.collector.unregisterGauge(gauge)
+        }
+    }
+}
