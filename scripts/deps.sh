@@ -6,7 +6,7 @@ set -euo pipefail
 
 APT_PACKAGES=(libevent-dev libssl-dev libpq-dev libpg-query-dev pkg-config postgresql-15 postgresql-client-15 pgbouncer python3-pip)
 PY_MODULES=(pytest psycopg asyncpg pytest_timeout)       # import names
-PIP_PACKAGES=(pytest 'psycopg[binary]' asyncpg pytest-timeout)
+PIP_PACKAGES=(pytest 'psycopg[binary]' asyncpg pytest-timeout prometheus_client)
 
 log() { echo "deps.sh: $*" >&2; }
 die() { echo "deps.sh: error: $*" >&2; exit 1; }

@@ -94,7 +94,7 @@ extension ClientConnection {
         case .resume(let database):
             proxy.resume(database)
             return AdminConsole.commandComplete(command.commandTag)
-        case .showClients, .showServers, .showPools, .showConfig, .showVersion, .showHelp, .showLists, .showBackends:
+        case .showClients, .showServers, .showPools, .showConfig, .showVersion, .showHelp, .showLists, .showBackends, .showStats, .showQueries, .showLatency:
             return AdminConsole.commandComplete(command.commandTag)
         }
     }
@@ -111,20 +111,14 @@ extension Proxy {
         var clientRows: [AdminClientRow] = []
         for c in clients.sorted(by: { $0.id < $1.id }) {
             let (addr, port) = Self.split(c.peer)
-            var state = "idle"
+            if case .closed = c.phase { continue }
+            let state = c.adminState
             var server: ServerConnection?
-            switch c.phase {
-            case .startup: state = "login"
-            case .idle, .admin: state = "idle"
-            case .waitingForServer: state = "waiting"
-            case .settingUp(let s), .active(let s):
-                state = "active"
-                server = s
-            case .closed: continue
-            }
+            if case .settingUp(let s) = c.phase { server = s }
+            if case .active(let s) = c.phase { server = s }
             let waited: Double
             if case .waitingForServer = c.phase { waited = now - c.waitingSince } else { waited = 0 }
-            let appName = c.session.parameters["application_name"].map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "'")) } ?? ""
+            let appName = c.applicationName
             clientRows.append(AdminClientRow(
                 user: c.info?.user ?? "", database: c.info?.database ?? "", state: state, addr: addr, port: port,
                 connectTime: wall(c.connectedAt), requestTime: wall(c.waitingSince > 0 ? c.waitingSince : c.connectedAt),
@@ -178,6 +172,9 @@ extension Proxy {
                 lagBytes: st.lagBytes, lagSeconds: st.lagSeconds, outstanding: st.outstanding, weight: st.weight,
                 lastError: st.lastError)
         }
+        snapshot.stats = stats.statsRows(now: now)
+        snapshot.queries = stats.queryRows(limit: 100, now: now)
+        snapshot.latency = stats.latencyRows(now: now)
         return snapshot
     }
 

@@ -17,6 +17,7 @@ extension ClientConnection {
                 let moved = stream.move(upTo: remaining, to: out)
                 if moved <= 0 { break }
                 remaining -= moved
+                server.bytesIn &+= moved
                 continue
             }
             guard let header = peekFrameHeader(maxLength: maxLength) else { break }

@@ -1,6 +1,7 @@
 // One client connection: startup and authentication (through ClientLoginStateMachine), waiting for a
 // server, then relaying client messages to it. It looks inside only Terminate and the headers it must count.
 import CLibevent
+import Foundation
 import Logging
 import PGWire
 import ProxyCore
@@ -92,6 +93,21 @@ final class ClientConnection: StreamHandler, Hashable {
 
     static func == (a: ClientConnection, b: ClientConnection) -> Bool { a === b }
     func hash(into h: inout Hasher) { h.combine(ObjectIdentifier(self)) }
+
+    /// application_name as the client set it (startup or SET), unquoted.
+    var applicationName: String {
+        session.parameters["application_name"].map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "'")) } ?? ""
+    }
+
+    /// The client's state as SHOW CLIENTS and /metrics name it: login, idle, waiting or active.
+    var adminState: String {
+        switch phase {
+        case .startup: return "login"
+        case .idle, .admin, .closed: return "idle"
+        case .waitingForServer: return "waiting"
+        case .settingUp, .active: return "active"
+        }
+    }
 
     var label: String { "client \(id) \(peer)" + (info.map { " \($0.user)@\($0.database)" } ?? "") }
 
@@ -248,8 +264,8 @@ final class ClientConnection: StreamHandler, Hashable {
 
     /// Safety net: a read sent to a replica failed with 25006 or lost its connection before any reply. The
     /// replica goes back (if still usable), the query goes back in front of the input, and it runs on the primary.
-    func retryOnPrimary(_ query: [UInt8], from server: ServerConnection?) {
-        proxy.misroutes += 1
+    func retryOnPrimary(_ query: [UInt8], from server: ServerConnection?, misroutedOn backend: String) {
+        proxy.recordMisroute(backend: backend)
         log.warning("misrouted read retried on the primary", metadata: ["client": "\(label)"])
         if let server, case .active(let current) = phase, current === server {
             server.retryableQuery = nil
@@ -313,6 +329,7 @@ final class ClientConnection: StreamHandler, Hashable {
         }
         server.client = self
         server.lent = true
+        server.waitMicros = Int(max(0, monotonicNow() - waitingSince) * 1e6)
         server.tracking = poolMode == .transaction
         phase = .settingUp(server)
         let settings = proxy.config.proxy
@@ -447,6 +464,7 @@ final class ClientConnection: StreamHandler, Hashable {
                 let moved = stream.move(upTo: remaining, to: out)
                 if moved <= 0 { break }
                 remaining -= moved
+                server.bytesIn &+= moved
                 continue
             }
             guard let header = peekFrameHeader(maxLength: maxLength) else { break }

@@ -27,8 +27,12 @@ public final class Proxy {
     private var cancelForwarders: Set<CancelForwarder> = []
     private var idCounter = 0
     let startedAt = monotonicNow()
-    /// Reads that reached a replica but had to run on the primary (25006, or the replica was lost before replying).
-    var misroutes = 0
+    /// Latency percentiles per fingerprint and backend, SHOW STATS totals, Prometheus series (this loop's).
+    private(set) var stats: StatsRegistry
+    /// Which statements write a query-log line.
+    private var querySampler: QuerySampler
+    /// When the next periodic stats summary line is due.
+    private var nextSummary = 0.0
     /// Clients whose read waits for a replica to replay their own write (read-your-writes).
     var waitingForReplica: Set<ClientConnection> = []
     /// The last SCRAM ClientKey each user proved, for SCRAM pass-through to servers (any backend).
@@ -77,6 +81,19 @@ public final class Proxy {
         self.backends = BackendSet(Self.backendList(config), policy: Self.healthPolicy(config), loadBalance: config.proxy.loadBalance)
         self.router = Router(fallback: config.proxy.replicaFallback, readYourWritesTimeout: config.proxy.readYourWritesTimeout)
         self.classifier = Classifier(parser: PgQueryParser(), catalog: BuiltinFunctionCatalog())
+        self.stats = StatsRegistry(settings: Self.statsSettings(config), now: monotonicNow())
+        self.querySampler = Self.sampler(config)
+        self.nextSummary = monotonicNow() + config.proxy.statsPeriod
+    }
+
+    static func statsSettings(_ config: Config) -> StatsSettings {
+        StatsSettings(window: config.proxy.statsWindow, period: config.proxy.statsPeriod,
+                      maxFingerprints: config.proxy.statsMaxFingerprints)
+    }
+
+    static func sampler(_ config: Config) -> QuerySampler {
+        QuerySampler(mode: config.proxy.logQueries, sampleRate: config.proxy.logSampleRate,
+                     slowThreshold: config.proxy.slowQueryThreshold)
     }
 
     static func backendList(_ config: Config) -> [(name: String, role: BackendRoleSetting, weight: Int)] {
@@ -348,16 +365,83 @@ public final class Proxy {
 
     /// One statement (a Query, or an extended batch up to Sync) finished on `server`: stats and the query log.
     func statementFinished(on server: ServerConnection, fingerprint: Fingerprint?, seconds: Double, rows: Int,
-                           outcome: StatementOutcome) {
-        queryCount += 1
+                           outcome: StatementOutcome, transactionSeconds: Double?, bytesIn: Int, bytesOut: Int) {
+        let micros = UInt64(max(0, seconds) * 1_000_000)
+        let role = role(of: server.backend)
+        let sampleOutcome: StatementSample.Outcome
+        switch outcome {
+        case .ok: sampleOutcome = .ok
+        case .error(let code): sampleOutcome = .error(sqlstate: code)
+        case .timeout: sampleOutcome = .timeout
+        }
+        let sample = StatementSample(
+            fingerprint: fingerprint?.id ?? 0, database: server.pool.database, backend: server.backend.name, role: role,
+            micros: micros, rows: UInt64(rows), outcome: sampleOutcome, bytesReceived: UInt64(bytesIn),
+            bytesSent: UInt64(bytesOut), waitMicros: UInt64(server.waitMicros),
+            transactionMicros: transactionSeconds.map { UInt64(max(0, $0) * 1_000_000) })
+        stats.record(sample, now: monotonicNow()) { fingerprint?.normalized ?? "(not inspected)" }
+        guard querySampler.shouldLog(micros: micros, random: &random) else { return }
+        let client = server.client
+        let line = QueryLogLine(
+            durationMicros: micros, fingerprint: fingerprint?.id ?? 0, query: fingerprint?.normalized ?? "(not inspected)",
+            backend: server.backend.name, role: role, user: server.pool.user, database: server.pool.database,
+            client: client?.peer ?? "", applicationName: client?.applicationName ?? "", rows: UInt64(rows),
+            outcome: sampleOutcome)
+        writeQueryLog(line, slow: config.proxy.slowQueryThreshold > 0 && seconds >= config.proxy.slowQueryThreshold)
     }
 
-    /// Statements answered by servers.
-    private(set) var queryCount = 0
+    /// One query-log line on stderr, with a timestamp and a message name in the line's own format.
+    private func writeQueryLog(_ line: QueryLogLine, slow: Bool) {
+        let ts = Self.timestamp(Date().timeIntervalSince1970)
+        let msg = slow ? "slow_query" : "query"
+        var text = line.formatted(config.proxy.logFormat)
+        switch config.proxy.logFormat {
+        case .logfmt: text = "ts=\"\(ts)\" msg=\(msg) " + text
+        case .json: text = "{\"ts\":\"\(ts)\",\"msg\":\"\(msg)\"," + text.dropFirst()
+        }
+        text += "\n"
+        FileHandle.standardError.write(Data(text.utf8))
+    }
 
-    /// /metrics: the Prometheus text exposition.
+    /// The role a backend plays now: a configured primary, or an auto backend its probes found not in recovery.
+    func role(of backend: BackendConfig) -> BackendRole {
+        switch backend.roleSetting ?? (backend.role == .primary ? .primary : .replica) {
+        case .primary: return .primary
+        case .replica: return .replica
+        case .auto: return backends.status(backend.name)?.isPrimary == true ? .primary : .replica
+        }
+    }
+
+    /// A read that reached `backend` had to run on the primary (25006, or the replica was lost before replying).
+    func recordMisroute(backend: String) {
+        let role = backendConfig(named: backend).map { self.role(of: $0) } ?? .replica
+        stats.recordMisroute(backend: backend, role: role, now: monotonicNow())
+    }
+
+    /// /metrics: the Prometheus text exposition (latency histograms and counters, plus gauges set now).
     func metricsText() -> String {
-        "# switchyard metrics\n"
+        var byState: [String: Int] = ["login": 0, "idle": 0, "waiting": 0, "active": 0]
+        for client in clients { byState[client.adminState, default: 0] += 1 }
+        var servers: [String: (backend: String, role: BackendRole, state: String, count: Int)] = [:]
+        for backend in config.backends {
+            for state in ["idle", "active", "connecting"] {
+                servers[backend.name + "/" + state] = (backend.name, role(of: backend), state, 0)
+            }
+        }
+        for pool in pools.values {
+            let backend = pool.backend.name
+            servers[backend + "/idle"]?.count += pool.machine.idle.count
+            servers[backend + "/active"]?.count += pool.machine.active.count
+            servers[backend + "/connecting"]?.count += pool.machine.connecting
+        }
+        let lag = backends.statuses.filter { !$0.isPrimary }.map {
+            ScrapeInputs.Lag(backend: $0.name, bytes: $0.lagBytes, seconds: $0.lagSeconds)
+        }
+        return stats.prometheusText(ScrapeInputs(
+            clientConnections: byState,
+            serverConnections: servers.values.sorted { ($0.backend, $0.state) < ($1.backend, $1.state) }
+                .map { ScrapeInputs.Servers(backend: $0.backend, role: $0.role, state: $0.state, count: $0.count) },
+            replicaLag: lag))
     }
 
     /// Statements cancelled by the proxy's statement_timeout.
@@ -380,6 +464,10 @@ public final class Proxy {
         if shuttingDown { drainForShutdown(now: now) }
         finishPauses()
         retiredPools.removeAll { $0.machine.total == 0 }
+        if config.proxy.statsPeriod > 0, now >= nextSummary {
+            nextSummary = now + config.proxy.statsPeriod
+            logger.info("stats", metadata: ["summary": "\(stats.summaryLine(now: now))"])
+        }
         for probe in probes { probe.tick(now: now) }
         for client in waitingForReplica { client.retryRoute(now: now) }
         for client in clients { client.checkTimeout(now: now) }
@@ -420,6 +508,11 @@ public final class Proxy {
         secrets = nextSecrets
         scramCache.removeAll()
         logger.logLevel = Logger.Level(rawValue: next.proxy.logLevel.rawValue) ?? .info
+        querySampler = Self.sampler(next)
+        if Self.statsSettings(next) != Self.statsSettings(old) {
+            stats = StatsRegistry(settings: Self.statsSettings(next), now: monotonicNow())
+            logger.notice("stats settings changed: statistics restart")
+        }
         backends.reconfigure(Self.backendList(next))
         backends.policy = Self.healthPolicy(next)
         backends.loadBalance = next.proxy.loadBalance

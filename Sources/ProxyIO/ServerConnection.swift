@@ -333,6 +333,7 @@ final class ServerConnection: StreamHandler, Hashable {
                 let moved = dropping ? drainInput(remaining) : stream.move(upTo: remaining, to: out)
                 if moved <= 0 { break }
                 remaining -= moved
+                bytesOut &+= moved
                 if remaining == 0 && releaseAfterMessage {
                     releaseAfterMessage = false
                     client.transactionEnded(on: self)
@@ -356,7 +357,7 @@ final class ServerConnection: StreamHandler, Hashable {
                 transactionStatus = .idle
                 requestError = nil
                 requestAnswered()
-                client.retryOnPrimary(query, from: self)
+                client.retryOnPrimary(query, from: self, misroutedOn: backend.name)
                 return
             case BackendMessageID.errorResponse.rawValue where retryableQuery != nil && total <= 65_536:
                 guard stream.inputLength >= total else { return }
@@ -474,13 +475,23 @@ final class ServerConnection: StreamHandler, Hashable {
     /// The client sent a Query, Sync or FunctionCall: one more ReadyForQuery is owed. `fingerprint` is the
     /// statement's (nil when unknown: too large, a function call).
     func requestSent(_ fingerprint: Fingerprint?) {
-        if pendingReady == 0 { requestSince = monotonicNow() }
+        if pendingReady == 0 {
+            requestSince = monotonicNow()
+            if transactionStatus == .idle { transactionSince = requestSince }
+        }
         pendingReady += 1
         requestFingerprints.append(fingerprint)
     }
 
     /// Fingerprints of the requests still owed a ReadyForQuery, oldest first.
     private var requestFingerprints: [Fingerprint?] = []
+    /// When the transaction in progress began (its first request after the server was idle).
+    private var transactionSince = 0.0
+    /// Bytes relayed from the client and to the client since the last ReadyForQuery (SHOW STATS).
+    var bytesIn = 0
+    private var bytesOut = 0
+    /// Microseconds the attached client waited for this server, charged to its first statement.
+    var waitMicros = 0
     /// Rows reported by CommandComplete, and the SQLSTATE of the first error, in the oldest request.
     private var requestRows = 0
     private var requestError: String?
@@ -493,8 +504,13 @@ final class ServerConnection: StreamHandler, Hashable {
             pendingReady -= 1
             let fingerprint = requestFingerprints.isEmpty ? nil : requestFingerprints.removeFirst()
             let outcome: StatementOutcome = cancelSentAt != nil ? .timeout : requestError.map { .error($0) } ?? .ok
-            proxy.statementFinished(on: self, fingerprint: fingerprint, seconds: now - requestSince, rows: requestRows, outcome: outcome)
+            let transactionSeconds: Double? = transactionStatus == .idle ? now - transactionSince : nil
+            proxy.statementFinished(on: self, fingerprint: fingerprint, seconds: now - requestSince, rows: requestRows,
+                                    outcome: outcome, transactionSeconds: transactionSeconds, bytesIn: bytesIn, bytesOut: bytesOut)
+            waitMicros = 0
         }
+        bytesIn = 0
+        bytesOut = 0
         requestRows = 0
         requestError = nil
         requestSince = pendingReady > 0 ? now : 0
@@ -625,7 +641,7 @@ final class ServerConnection: StreamHandler, Hashable {
             let query = retryableQuery!
             retryableQuery = nil
             close(reason: why)
-            c.retryOnPrimary(query, from: nil)
+            c.retryOnPrimary(query, from: nil, misroutedOn: backend.name)
         case .internalQuery, .idle, .active:
             log.warning("server connection lost", metadata: ["server": "\(label)", "reason": "\(why)"])
             let c = client

@@ -1,6 +1,6 @@
 // `switchyard --microbench NAME`: in-process timings of the proxy's hot paths, meant for a release build
 // (bench/run.sh prints them beside the pgbench table). Each benchmark is a case of `Microbenchmark`; a new one
-// (say `stats`) adds a case and a branch in `Microbenchmark.run`, and reuses `MicroTimer` and the output.
+// (as `stats` did) adds a case and a branch in `Microbenchmark.run`, and reuses `MicroTimer` and the output.
 import ArgumentParser
 import Foundation
 import ProxyCore
@@ -10,10 +10,13 @@ import ProxyIO
 enum Microbenchmark: String, CaseIterable, ExpressibleByArgument {
     /// Classifier.classify: a cached fingerprint hit and a miss (libpg_query parse), plus its parts.
     case classifier
+    /// What stats cost per statement: StatsRegistry.record, and with the fingerprint it needs.
+    case stats
 
     func run(timer: MicroTimer) -> MicrobenchReport {
         switch self {
         case .classifier: return ClassifierMicrobench.run(timer: timer)
+        case .stats: return StatsMicrobench.run(timer: timer)
         }
     }
 }
@@ -294,5 +297,38 @@ enum ClassifierMicrobench {
                 "uncached includes invalidate() (dropping a one-entry cache) before each statement",
                 "uncached - fingerprint-mix - parse-mix ≈ JSON decode + tree walk + cache insert",
             ])
+    }
+}
+
+/// Stats recording per statement: the registry update alone (a known fingerprint, three backends, two databases,
+/// windows rotating on a 20 µs-per-statement clock), and with Fingerprint.of of a pgbench -S text before it.
+enum StatsMicrobench {
+    static func run(timer: MicroTimer) -> MicrobenchReport {
+        var registry = StatsRegistry(now: 0)
+        let backends: [(String, BackendRole)] = [("primary", .primary), ("r1", .replica), ("r2", .replica)]
+        var clock = 0.0
+        var n = 0
+        var rng = SystemRandomNumberGenerator()
+        let selects = (0..<4096).map { _ in ClassifierMicrobench.pgbenchSelect(Int.random(in: 1...1_000_000, using: &rng)) }
+        func record(_ fingerprint: UInt64) {
+            let (backend, role) = backends[n % 3]
+            registry.record(StatementSample(fingerprint: fingerprint, database: "sydb", backend: backend, role: role,
+                                            micros: UInt64(100 + n % 5000), rows: 1, bytesReceived: 60, bytesSent: 200,
+                                            transactionMicros: UInt64(100 + n % 5000)), now: clock) { "select $1" }
+            n += 1
+            clock += 20e-6
+        }
+        let cases = [
+            MicroCase(name: "record", detail: "StatsRegistry.record of a known fingerprint (HdrHistogram + Prometheus series)") { count in
+                for i in 0..<count { record(UInt64(i % 100)) }
+            },
+            MicroCase(name: "fingerprint+record", detail: "Fingerprint.of(pgbench -S text) then record: the per-statement stats cost") { count in
+                for i in 0..<count { record(Fingerprint.of(selects[i % selects.count]).id) }
+            },
+        ]
+        let results = timer.measure(cases)
+        return MicrobenchReport(benchmark: "stats", results: results,
+                                checks: ["fingerprints": registry.fingerprintCount, "statements": n],
+                                notes: ["the proxy records one sample per Query or Sync (ReadyForQuery)"])
     }
 }

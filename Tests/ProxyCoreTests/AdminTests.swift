@@ -52,16 +52,18 @@ final class AdminTests: XCTestCase {
             XCTAssertEqual(error as? AdminCommandError, .unknown("invalid command 'bogus ;', use SHOW HELP;"))
         }
         // PgBouncer commands Switchyard does not have say so.
-        XCTAssertThrowsError(try AdminParser.parse("SHOW STATS;")) { error in
-            XCTAssertEqual(error as? AdminCommandError, .unknown("unsupported command 'SHOW STATS;', use SHOW HELP;"))
+        XCTAssertThrowsError(try AdminParser.parse("SHOW DNS_HOSTS;")) { error in
+            XCTAssertEqual(error as? AdminCommandError, .unknown("unsupported command 'SHOW DNS_HOSTS;', use SHOW HELP;"))
         }
+        XCTAssertEqual(try AdminParser.parse("show stats;"), .showStats)
         XCTAssertThrowsError(try AdminParser.parse("suspend")) { error in
             XCTAssertEqual(error as? AdminCommandError, .unknown("unsupported command 'suspend', use SHOW HELP;"))
         }
     }
 
     func testReadOnlyClassificationAndAuthorization() throws {
-        let readOnly: [AdminCommand] = [.showClients, .showServers, .showPools, .showConfig, .showVersion, .showHelp, .showLists]
+        let readOnly: [AdminCommand] = [.showClients, .showServers, .showPools, .showConfig, .showVersion, .showHelp, .showLists,
+                                        .showBackends, .showStats, .showQueries, .showLatency]
         let writing: [AdminCommand] = [.pause(nil), .pause("db"), .resume(nil), .resume("db"), .reload, .shutdown]
         for c in readOnly {
             XCTAssertTrue(AdminParser.isReadOnly(c), "\(c)")
@@ -229,7 +231,7 @@ final class AdminTests: XCTestCase {
         XCTAssertEqual(help.columnNames, [])
         XCTAssertEqual(help.notice?.message, "Console usage")
         XCTAssertEqual(help.notice?.detail,
-                       "\n\tSHOW HELP|CONFIG|POOLS|CLIENTS|SERVERS|VERSION|LISTS|BACKENDS\n\tRELOAD\n\tPAUSE [<db>]\n\tRESUME [<db>]\n\tSHUTDOWN")
+                       "\n\tSHOW HELP|CONFIG|POOLS|CLIENTS|SERVERS|VERSION|LISTS|BACKENDS|STATS|QUERIES|LATENCY\n\tRELOAD\n\tPAUSE [<db>]\n\tRESUME [<db>]\n\tSHUTDOWN")
 
         for c in [AdminCommand.pause(nil), .resume("x"), .reload, .shutdown] {
             XCTAssertNil(AdminConsole.result(of: c, snapshot: snapshot))

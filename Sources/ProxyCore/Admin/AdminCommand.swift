@@ -14,6 +14,12 @@ public enum AdminCommand: Equatable, Sendable {
     case showLists
     /// Switchyard's own: role, health, circuit, lag and load of every backend.
     case showBackends
+    /// PgBouncer's SHOW STATS: per database totals and averages.
+    case showStats
+    /// Top query fingerprints by total time, with percentiles.
+    case showQueries
+    /// Per backend latency percentiles.
+    case showLatency
     /// `PAUSE [db]`: nil pauses everything.
     case pause(String?)
     /// `RESUME [db]`: nil resumes everything.
@@ -24,7 +30,7 @@ public enum AdminCommand: Equatable, Sendable {
     /// The CommandComplete tag PgBouncer sends for this command.
     public var commandTag: String {
         switch self {
-        case .showClients, .showServers, .showPools, .showConfig, .showVersion, .showHelp, .showLists, .showBackends: return "SHOW"
+        case .showClients, .showServers, .showPools, .showConfig, .showVersion, .showHelp, .showLists, .showBackends, .showStats, .showQueries, .showLatency: return "SHOW"
         case .pause: return "PAUSE"
         case .resume: return "RESUME"
         case .reload: return "RELOAD"
@@ -82,6 +88,9 @@ public enum AdminParser {
         AdminCommandSpec(word: "show", subject: "version", argument: .none, make: { _ in .showVersion }, usage: "SHOW VERSION"),
         AdminCommandSpec(word: "show", subject: "lists", argument: .none, make: { _ in .showLists }, usage: "SHOW LISTS"),
         AdminCommandSpec(word: "show", subject: "backends", argument: .none, make: { _ in .showBackends }, usage: "SHOW BACKENDS"),
+        AdminCommandSpec(word: "show", subject: "stats", argument: .none, make: { _ in .showStats }, usage: "SHOW STATS"),
+        AdminCommandSpec(word: "show", subject: "queries", argument: .none, make: { _ in .showQueries }, usage: "SHOW QUERIES"),
+        AdminCommandSpec(word: "show", subject: "latency", argument: .none, make: { _ in .showLatency }, usage: "SHOW LATENCY"),
         AdminCommandSpec(word: "reload", subject: nil, argument: .none, make: { _ in .reload }, usage: "RELOAD"),
         AdminCommandSpec(word: "pause", subject: nil, argument: .optionalDatabase, make: { .pause($0) }, usage: "PAUSE [<db>]"),
         AdminCommandSpec(word: "resume", subject: nil, argument: .optionalDatabase, make: { .resume($0) }, usage: "RESUME [<db>]"),
@@ -93,7 +102,7 @@ public enum AdminParser {
         "disable", "enable", "kill", "kill_client", "reconnect", "suspend", "wait_close", "set", "select",
     ]
     static let pgbouncerOnlyShowSubjects: Set<String> = [
-        "databases", "users", "peers", "peer_pools", "fds", "sockets", "active_sockets", "stats", "stats_totals",
+        "databases", "users", "peers", "peer_pools", "fds", "sockets", "active_sockets", "stats_totals",
         "stats_averages", "totals", "mem", "dns_hosts", "dns_zones", "state",
     ]
 
@@ -136,7 +145,7 @@ public enum AdminParser {
     /// stats_users may only run SHOW commands.
     public static func isReadOnly(_ c: AdminCommand) -> Bool {
         switch c {
-        case .showClients, .showServers, .showPools, .showConfig, .showVersion, .showHelp, .showLists, .showBackends: return true
+        case .showClients, .showServers, .showPools, .showConfig, .showVersion, .showHelp, .showLists, .showBackends, .showStats, .showQueries, .showLatency: return true
         case .pause, .resume, .reload, .shutdown: return false
         }
     }

@@ -87,6 +87,9 @@ public enum AdminConsole {
         case .showLists: return lists(snapshot)
         case .showBackends:
             return ResultSet(columns: backendColumns, rows: snapshot.backends.map(\.cells))
+        case .showStats: return ResultSet(columns: DatabaseStatsRow.columns, rows: snapshot.stats.map(\.cells))
+        case .showQueries: return ResultSet(columns: QueryStatsRow.columns, rows: snapshot.queries.map(\.cells))
+        case .showLatency: return ResultSet(columns: LatencyStatsRow.columns, rows: snapshot.latency.map(\.cells))
         case .pause, .resume, .reload, .shutdown: return nil
         }
     }

@@ -199,6 +199,9 @@ public struct AdminBackendRow: Sendable, Equatable {
 /// Everything the SHOW commands read.
 public struct AdminSnapshot: Sendable {
     public var backends: [AdminBackendRow] = []
+    public var stats: [DatabaseStatsRow] = []
+    public var queries: [QueryStatsRow] = []
+    public var latency: [LatencyStatsRow] = []
     public var clients: [AdminClientRow]
     public var servers: [AdminServerRow]
     public var pools: [AdminPoolRow]
