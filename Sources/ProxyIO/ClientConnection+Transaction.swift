@@ -45,7 +45,8 @@ extension ClientConnection {
                     case .auto: onReplica = proxy.backends.status(server.backend.name)?.isPrimary == false
                     }
                     server.retryableQuery = onReplica && server.tracker.isEmpty && server.transactionStatus == .idle ? stream.peek(max: total) : nil
-                    server.requestSent(queryFingerprint(total: total))
+                    server.requestSent(routedQueryFingerprint ?? queryFingerprint(total: total))
+                    routedQueryFingerprint = nil
                 } else {
                     server.retryableQuery = nil
                     server.requestSent(nil)
@@ -316,7 +317,11 @@ extension ClientConnection {
                 }
                 hint = RouteHint.find(in: sql) ?? hint
                 if !classifiedAsRead(sql) { write = true }
-                if type == FrontendMessageID.query.rawValue { break scan }
+                if type == FrontendMessageID.query.rawValue {
+                    // The relay records this Query under the fingerprint the classifier just computed.
+                    routedQueryFingerprint = offset == 0 ? proxy.classifier.lastFingerprint : nil
+                    break scan
+                }
             case .bind?:
                 let prefix = Array(stream.peek(max: min(offset + total, offset + 5 + 2 * 1025)).dropFirst(offset + 5))
                 if let head = try? BindHead.parse(prefix: prefix), !head.statement.isEmpty {
@@ -382,6 +387,7 @@ extension ClientConnection {
             return nil
         }
         stream.drain(total)
+        routedQueryFingerprint = nil
         return ProxyMessages.commandComplete(tag) + ProxyMessages.readyForQuery(status)
     }
 

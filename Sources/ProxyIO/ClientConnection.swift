@@ -57,6 +57,8 @@ final class ClientConnection: StreamHandler, Hashable {
     var statementTimeoutOverride: Double?
     /// Fingerprint of the extended-protocol batch being sent (its last Parse or Bind), for the Sync that ends it.
     var batchFingerprint: Fingerprint?
+    /// Fingerprint of the Query at the front of the input, from routing it (the relay reuses it for stats).
+    var routedQueryFingerprint: Fingerprint?
     /// Fingerprint of the unnamed statement last parsed (a Bind of "" executes it).
     var unnamedFingerprint: Fingerprint?
     /// Session mode: fingerprints of the client's named statements.
@@ -308,6 +310,7 @@ final class ClientConnection: StreamHandler, Hashable {
 
     /// Answers the client's next batch (a Query, or extended messages through Sync) with an error, without a server.
     func rejectPendingBatch(code: String, message: String) {
+        routedQueryFingerprint = nil
         phase = .idle
         idleSince = monotonicNow()
         while let (type, lengthField) = stream.peekHeader() {

@@ -278,6 +278,8 @@ final class ClassifierTests: XCTestCase {
         XCTAssertEqual(c.classify("SELECT * FROM t WHERE id = nextval('other_seq')").route, .primary)
         XCTAssertEqual(c.parseCount, 2)
         XCTAssertEqual(c.cacheHits, 2)
+        // The fingerprint it keyed on is handed out, so stats need not lex the text again.
+        XCTAssertEqual(c.lastFingerprint, Fingerprint.of("SELECT * FROM t WHERE id = nextval('x')"))
     }
 
     func testHintsApplyAfterTheCache() {

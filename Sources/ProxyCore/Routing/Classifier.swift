@@ -85,12 +85,18 @@ public final class Classifier: @unchecked Sendable {
 
     // MARK: Cache
 
+    /// The fingerprint of the text last classified (nil with caching off), so callers that also need it (stats)
+    /// do not lex the statement a second time.
+    public private(set) var lastFingerprint: Fingerprint?
+
     private func cachedVerdict(_ sql: String) -> Verdict {
         guard generationSize > 0 else {
             parseCount += 1
+            lastFingerprint = nil
             return verdict(parsing: sql)
         }
         let key = Fingerprint.of(sql)
+        lastFingerprint = key
         if let hit = current[key] {
             cacheHits += 1
             return hit
