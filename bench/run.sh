@@ -553,6 +553,13 @@ if [[ "$MICROBENCH" == 1 && -n "$SY_BIN" ]] && has_target switchyard; then
         : >"$MICRO"
     fi
 fi
+MICRO_STATS="$WORK/microbench-stats.json"
+: >"$MICRO_STATS"
+if [[ "$MICROBENCH" == 1 && -n "$SY_BIN" ]] && has_target switchyard; then
+    log "switchyard --microbench stats (${MICROBENCH_SECONDS}s per case)"
+    "$SY_BIN" --microbench stats --microbench-format json --microbench-seconds "$MICROBENCH_SECONDS" \
+        >"$MICRO_STATS" 2>>"$WORK/microbench.err" || : >"$MICRO_STATS"
+fi
 
 # ---- 9. summary ----
 SUMMARY="$WORK/summary.md"
@@ -561,11 +568,11 @@ has_target pgbouncer && VERSIONS+=", PgBouncer $(pgbouncer --version | head -1 |
 has_target pgpool && VERSIONS+=", Pgpool-II $("$PGPOOL_BIN" --version 2>&1 | awk '{print $3}')"
 has_target switchyard && VERSIONS+=", Switchyard $("$SY_BIN" --version 2>&1 | head -1)"
 VERSIONS+="; $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end, $(date -u +%Y-%m-%d)"
-python3 - "$RESULTS" "$ROUTING" "$MICRO" "$ROUNDS" "$DURATION" "$CLIENTS" "$THREADS" "$PROTOCOL" "$SCALE" \
+python3 - "$RESULTS" "$ROUTING" "$MICRO" "$MICRO_STATS" "$ROUNDS" "$DURATION" "$CLIENTS" "$THREADS" "$PROTOCOL" "$SCALE" \
     "$POOL_SIZE" "$POOL_MODE" "$REPLICAS" "$PGPOOL_CHILDREN" "$PGPOOL_STATEMENT_LB" "$VERSIONS" >"$SUMMARY" <<'EOF'
 import csv, statistics, sys
-(path, routing, micro, rounds, dur, clients, threads, proto, scale, pool, mode, replicas, children, stmt_lb,
- versions) = sys.argv[1:16]
+(path, routing, micro, micro_stats, rounds, dur, clients, threads, proto, scale, pool, mode, replicas, children,
+ stmt_lb, versions) = sys.argv[1:17]
 rows = list(csv.DictReader(open(path), delimiter="\t"))
 targets = dict.fromkeys(r["target"] for r in rows)
 def med(vals):
@@ -637,6 +644,16 @@ if text:
         print(f"Of an uncached statement, libpg_query's parse is {res['parse-mix']['cpu_ns_median'] / 1000:.2f} µs and "
               f"fingerprinting {res['fingerprint-mix']['cpu_ns_median'] / 1000:.2f} µs; the remaining ≈{rest / 1000:.2f} µs "
               "is decoding the JSON parse tree, walking it and caching the verdict.")
+text = open(micro_stats).read().strip()
+if text:
+    import json
+    m = json.loads(text)
+    print(f"\nStats recording per statement (`switchyard --microbench stats`, {m['build']} build, one thread):\n")
+    print("| case | what | CPU µs/statement | best | wall µs |")
+    print("|---|---|---:|---:|---:|")
+    for r in m["results"]:
+        print(f"| {r['name']} | {r['detail']} | {r['cpu_ns_median'] / 1000:.2f} | {r['cpu_ns_min'] / 1000:.2f} "
+              f"| {r['wall_ns_median'] / 1000:.2f} |")
 EOF
 echo
 cat "$SUMMARY"

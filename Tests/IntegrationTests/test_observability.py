@@ -195,3 +195,15 @@ def test_ready_is_503_when_the_primary_is_down(start_proxy):
     status, body = http_get(mport, "/ready")
     assert status == 503, body
     assert http_get(mport, "/health")[0] == 200
+
+
+def test_periodic_summary_line(start_proxy):
+    p = start_proxy(pool_mode="transaction", stats_period="1s")
+    with p.connect() as conn:
+        for _ in range(5):
+            conn.execute("SELECT 1", prepare=False)
+        with pytest.raises(psycopg.Error):
+            conn.execute("SELECT 1/0")
+    text = p.wait_for_log("backend=primary role=primary qps=", timeout=4)
+    line = next(l for l in text.splitlines() if "backend=primary role=primary qps=" in l)
+    assert "p50_ms=" in line and "p99_ms=" in line and "errors=1" in line, line
