@@ -14,10 +14,7 @@ extension ClientConnection {
         let maxLength = proxy.config.proxy.maxPacketSize
         loop: while case .active(let current) = phase, current === server {
             if remaining > 0 {
-                let moved = stream.move(upTo: remaining, to: out)
-                if moved <= 0 { break }
-                remaining -= moved
-                server.bytesIn &+= moved
+                guard forwardOwedBytes(to: server) else { break }
                 continue
             }
             guard let header = peekFrameHeader(maxLength: maxLength) else { break }

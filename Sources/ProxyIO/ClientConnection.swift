@@ -464,10 +464,7 @@ final class ClientConnection: StreamHandler, Hashable {
         let maxLength = proxy.config.proxy.maxPacketSize
         relay: while true {
             if remaining > 0 {
-                let moved = stream.move(upTo: remaining, to: out)
-                if moved <= 0 { break }
-                remaining -= moved
-                server.bytesIn &+= moved
+                guard forwardOwedBytes(to: server) else { break }
                 continue
             }
             guard let header = peekFrameHeader(maxLength: maxLength) else { break }
@@ -523,6 +520,16 @@ final class ClientConnection: StreamHandler, Hashable {
             stream.pauseReading()
             out.setWriteLowWatermark(resumeBytes)
         }
+    }
+
+    /// Moves the rest of the message being forwarded (`remaining` bytes) to the server, as far as it is
+    /// buffered; false when nothing could move.
+    func forwardOwedBytes(to server: ServerConnection) -> Bool {
+        let moved = stream.move(upTo: remaining, to: server.stream)
+        guard moved > 0 else { return false }
+        remaining -= moved
+        server.bytesIn &+= moved
+        return true
     }
 
     /// The next message's header; nil when fewer than 5 bytes are buffered, or when its length is invalid,
