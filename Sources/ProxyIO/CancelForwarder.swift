@@ -1,5 +1,7 @@
-// Sends one CancelRequest, with a server's real key, on a fresh connection to that server, then closes.
+// Sends one CancelRequest, with a server's real key, on a fresh connection to that server (over TLS when
+// server_tls_sslmode asks for it), then closes.
 import CLibevent
+import Foundation
 import PGWire
 
 final class CancelForwarder: StreamHandler, Hashable {
@@ -7,7 +9,7 @@ final class CancelForwarder: StreamHandler, Hashable {
     let stream: Stream
     let packet: [UInt8]
 
-    init?(proxy: Proxy, address: SocketAddress, processID: Int32, secretKey: Int32) {
+    init?(proxy: Proxy, address: SocketAddress, tls: ServerTLSSetup?, processID: Int32, secretKey: Int32) {
         self.proxy = proxy
         self.packet = ProxyMessages.cancelRequest(processID: processID, secretKey: secretKey)
         let fd = socket(Int32(address.storage.ss_family), Int32(SOCK_STREAM.rawValue), 0)
@@ -15,7 +17,7 @@ final class CancelForwarder: StreamHandler, Hashable {
         evutil_make_socket_nonblocking(fd)
         stream = Stream(base: proxy.loop.base, fd: fd, handler: DummyHandler.shared)
         stream.handler = self
-        guard stream.connect(to: address) else {
+        guard stream.connect(to: address, tls: tls) else {
             stream.close()
             return nil
         }
@@ -32,6 +34,8 @@ final class CancelForwarder: StreamHandler, Hashable {
             // The server closes the connection after reading the request; flush and close on our side too.
             stream.closeAfterFlush(packet)
         } else {
+            proxy.logger.warning("cancel request not delivered", metadata: [
+                "reason": "\(stream.failure ?? (events & Int16(BEV_EVENT_EOF) != 0 ? "server closed the connection" : String(cString: strerror(errno))))"])
             stream.close()
         }
         proxy.cancelDone(self)

@@ -41,6 +41,11 @@ public final class Proxy {
     private(set) var shuttingDown = false
     /// The HTTP endpoint (metrics_listen), if configured.
     var metricsServer: AnyObject?
+    /// TLS for clients (nil when client_tls_sslmode = disable). RELOAD replaces it: sessions already running keep
+    /// the context they started with (each SSL holds a reference to it).
+    private(set) var clientTLS: TLSContext?
+    /// TLS towards servers, one context per distinct effective setting (backends may override); RELOAD rebuilds them.
+    private var serverTLSContexts: [ServerTLSSettings: TLSContext] = [:]
 
     /// Health, role, lag and load of every backend (fed by the probes), and the read/write router.
     var backends: BackendSet
@@ -77,6 +82,46 @@ public final class Proxy {
         self.backends = BackendSet(Self.backendList(config), policy: Self.healthPolicy(config), loadBalance: config.proxy.loadBalance)
         self.router = Router(fallback: config.proxy.replicaFallback, readYourWritesTimeout: config.proxy.readYourWritesTimeout)
         self.classifier = Classifier(parser: PgQueryParser(), catalog: BuiltinFunctionCatalog())
+        (clientTLS, serverTLSContexts) = try Self.loadTLS(config)
+        logTLS()
+    }
+
+    /// Every TLS context `config` needs, with its certificate, key and CA files read now; throws on a file that
+    /// does not load, so a bad file stops the start or refuses the RELOAD.
+    static func loadTLS(_ config: Config) throws -> (TLSContext?, [ServerTLSSettings: TLSContext]) {
+        let client = config.proxy.clientTLSSSLMode == .disable ? nil : try TLSContext.forClients(config.proxy)
+        var servers: [ServerTLSSettings: TLSContext] = [:]
+        for backend in config.backends {
+            let settings = config.serverTLS(for: backend)
+            if settings.mode != .disable, servers[settings] == nil { servers[settings] = try TLSContext.forServers(settings) }
+        }
+        return (client, servers)
+    }
+
+    private func logTLS() {
+        if let clientTLS {
+            logger.info("client TLS ready", metadata: ["sslmode": "\(config.proxy.clientTLSSSLMode.rawValue)",
+                                                      "certificate": "\(clientTLS.certificateSummary)"])
+        }
+        for backend in config.backends where config.serverTLS(for: backend).mode != .disable {
+            logger.info("server TLS ready", metadata: ["backend": "\(backend.name)", "sslmode": "\(config.serverTLS(for: backend).mode.rawValue)"])
+        }
+    }
+
+    /// How to reach `backend` over TLS; nil when its server_tls_sslmode is disable. Settings come from the current
+    /// config (a pool created before a RELOAD may hold an older copy of its backend).
+    func serverTLS(for backend: BackendConfig) -> ServerTLSSetup? {
+        let current = backendConfig(named: backend.name) ?? backend
+        let settings = config.serverTLS(for: current)
+        guard settings.mode != .disable else { return nil }
+        if serverTLSContexts[settings] == nil {
+            do {
+                serverTLSContexts[settings] = try TLSContext.forServers(settings)
+            } catch {
+                logger.error("server TLS unavailable", metadata: ["backend": "\(backend.name)", "error": "\(error)"])
+            }
+        }
+        return ServerTLSSetup(context: serverTLSContexts[settings], mode: settings.mode, host: current.host)
     }
 
     static func backendList(_ config: Config) -> [(name: String, role: BackendRoleSetting, weight: Int)] {
@@ -297,7 +342,8 @@ public final class Proxy {
 
     /// A CancelRequest with the server's real key, on a connection of its own.
     private func sendCancel(to server: ServerConnection) {
-        if let f = CancelForwarder(proxy: self, address: server.address, processID: server.processID, secretKey: server.secretKey) {
+        if let f = CancelForwarder(proxy: self, address: server.address, tls: serverTLS(for: server.backend),
+                                   processID: server.processID, secretKey: server.secretKey) {
             cancelForwarders.insert(f)
         }
     }
@@ -353,9 +399,12 @@ public final class Proxy {
         guard let path = config.path else { return "no config file to reload" }
         var next: Config
         let nextSecrets: [String: Secret]
+        let nextTLS: (TLSContext?, [ServerTLSSettings: TLSContext])
         do {
             next = try ConfigParser.load(path: path)
             nextSecrets = try Self.loadSecrets(next)
+            // Certificate files are read again even when their paths did not change (renewed certificates).
+            nextTLS = try Self.loadTLS(next)
         } catch {
             logger.error("reload failed: keeping the old config", metadata: ["error": "\(error)"])
             return "\(error)"
@@ -371,6 +420,8 @@ public final class Proxy {
         let old = config
         config = next
         secrets = nextSecrets
+        (clientTLS, serverTLSContexts) = nextTLS
+        logTLS()
         scramCache.removeAll()
         logger.logLevel = Logger.Level(rawValue: next.proxy.logLevel.rawValue) ?? .info
         backends.reconfigure(Self.backendList(next))
