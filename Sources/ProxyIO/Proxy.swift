@@ -219,6 +219,8 @@ public final class Proxy {
             scramSecretFor: { [unowned self] user, password in self.scramSecret(user: user, password: password) },
             mockNonce: mockNonce)
         machine.requireKnownUserForTrust = config.proxy.authFile != nil
+        // A client context exists whenever the mode is not disable (the config refuses one without a certificate).
+        machine.tlsMode = clientTLS == nil ? .disable : config.proxy.clientTLSSSLMode
         return machine
     }
 

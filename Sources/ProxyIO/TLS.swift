@@ -95,12 +95,14 @@ final class TLSContext {
         }
     }
 
+    /// The key goes first: a certificate loaded after a key that does not match it drops the key, and the check
+    /// below then says which files disagree.
     private func loadCertificate(_ cert: String, key: String, what: String) throws {
-        guard SSL_CTX_use_certificate_chain_file(ctx, cert) == 1 else {
-            throw TLSError(description: "cannot load \(what)_cert_file \(cert): \(TLS.lastError())")
-        }
         guard SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) == 1 else {
             throw TLSError(description: "cannot load \(what)_key_file \(key): \(TLS.lastError())")
+        }
+        guard SSL_CTX_use_certificate_chain_file(ctx, cert) == 1 else {
+            throw TLSError(description: "cannot load \(what)_cert_file \(cert): \(TLS.lastError())")
         }
         guard SSL_CTX_check_private_key(ctx) == 1 else {
             throw TLSError(description: "\(what)_key_file \(key) does not match \(what)_cert_file \(cert): \(TLS.lastError())")
