@@ -8,10 +8,13 @@ final class CancelForwarder: StreamHandler, Hashable {
     unowned let proxy: Proxy
     let stream: Stream
     let packet: [UInt8]
+    /// server_connect_timeout from now: a server that never answers (connect, SSLRequest, handshake) is given up.
+    let deadline: Double
 
     init?(proxy: Proxy, address: SocketAddress, tls: ServerTLSSetup?, processID: Int32, secretKey: Int32) {
         self.proxy = proxy
         self.packet = ProxyMessages.cancelRequest(processID: processID, secretKey: secretKey)
+        self.deadline = monotonicNow() + proxy.config.proxy.serverConnectTimeout
         let fd = socket(Int32(address.storage.ss_family), Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return nil }
         evutil_make_socket_nonblocking(fd)
@@ -38,6 +41,13 @@ final class CancelForwarder: StreamHandler, Hashable {
                 "reason": "\(stream.failure ?? (events & Int16(BEV_EVENT_EOF) != 0 ? "server closed the connection" : String(cString: strerror(errno))))"])
             stream.close()
         }
+        proxy.cancelDone(self)
+    }
+
+    /// Janitor: past the deadline.
+    func giveUp() {
+        proxy.logger.warning("cancel request not delivered", metadata: ["reason": "no answer within server_connect_timeout"])
+        stream.close()
         proxy.cancelDone(self)
     }
 }

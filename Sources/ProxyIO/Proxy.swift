@@ -382,6 +382,7 @@ public final class Proxy {
         finishPauses()
         retiredPools.removeAll { $0.machine.total == 0 }
         for probe in probes { probe.tick(now: now) }
+        for forwarder in cancelForwarders where now > forwarder.deadline { forwarder.giveUp() }
         for client in waitingForReplica { client.retryRoute(now: now) }
         for client in clients { client.checkTimeout(now: now) }
         for pool in pools.values {

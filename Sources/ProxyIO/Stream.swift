@@ -72,7 +72,7 @@ final class Stream {
     private var serverSetup: ServerTLSSetup?
     /// Why the stream failed when the proxy knows better than errno (TLS negotiation or handshake).
     private(set) var failure: String?
-    /// "TLSv1.3 TLS_AES_256_GCM_SHA384" once a handshake completed.
+    /// "TLSv1.3/TLS_AES_256_GCM_SHA384" once a handshake completed.
     private(set) var tlsDescription: String?
 
     init(base: OpaquePointer, fd: Int32, handler: StreamHandler) {

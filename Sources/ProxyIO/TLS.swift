@@ -202,11 +202,11 @@ enum TLS {
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    /// "TLSv1.3 TLS_AES_256_GCM_SHA384", for logs and SHOW CLIENTS.
+    /// "TLSv1.3/TLS_AES_256_GCM_SHA384" (PgBouncer's form), for logs and the tls column of SHOW CLIENTS / SERVERS.
     static func sessionDescription(_ ssl: OpaquePointer) -> String {
         let version = SSL_get_version(ssl).map { String(cString: $0) } ?? "?"
         let cipher = SSL_get_current_cipher(ssl).flatMap { SSL_CIPHER_get_name($0) }.map { String(cString: $0) } ?? "?"
-        return version + " " + cipher
+        return version + "/" + cipher
     }
 
     /// "subject=CN=proxy serial=1A2B notAfter=Jan  1 00:00:00 2030 GMT".

@@ -552,6 +552,12 @@ def test_tls_on_both_sides_with_verify_full(start_proxy, certs, ssl_postgres):
         ssl_on, version = conn.execute("SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone()
         assert ssl_on is True and version == "TLSv1.3"
         assert conn.execute("SELECT current_user").fetchone()[0] == "sy_scram"
+        with admin_tls(p) as a:
+            clients = a.execute("SHOW CLIENTS").fetchall()
+            servers = a.execute("SHOW SERVERS").fetchall()
+            tls_col = [d.name for d in a.execute("SHOW CLIENTS").description].index("tls")
+        assert all(row[tls_col].startswith("TLSv1.3/") for row in clients), clients
+        assert servers and all(row[tls_col].startswith("TLSv1.3/") for row in servers), servers
 
 
 def test_server_verify_full_failures_give_the_client_08001(start_proxy, certs, ssl_postgres):
