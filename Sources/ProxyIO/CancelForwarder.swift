@@ -8,12 +8,14 @@ final class CancelForwarder: StreamHandler, Hashable {
     unowned let proxy: Proxy
     let stream: Stream
     let packet: [UInt8]
+    let address: String
     /// server_connect_timeout from now: a server that never answers (connect, SSLRequest, handshake) is given up.
     let deadline: Double
 
     init?(proxy: Proxy, address: SocketAddress, tls: ServerTLSSetup?, processID: Int32, secretKey: Int32) {
         self.proxy = proxy
         self.packet = ProxyMessages.cancelRequest(processID: processID, secretKey: secretKey)
+        self.address = address.description
         self.deadline = monotonicNow() + proxy.config.proxy.serverConnectTimeout
         let fd = socket(Int32(address.storage.ss_family), Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return nil }
@@ -35,6 +37,7 @@ final class CancelForwarder: StreamHandler, Hashable {
     func streamEvent(_ stream: Stream, events: Int16) {
         if events & Int16(BEV_EVENT_CONNECTED) != 0 {
             // The server closes the connection after reading the request; flush and close on our side too.
+            proxy.logger.debug("cancel request sent", metadata: ["server": "\(address)", "tls": "\(stream.tlsDescription ?? "off")"])
             stream.closeAfterFlush(packet)
         } else {
             proxy.logger.warning("cancel request not delivered", metadata: [

@@ -52,6 +52,8 @@ final class TLSContext {
             // Ask for a certificate; whether one is required is the login state machine's decision (28000).
             SSL_CTX_set_verify(c.ctx, SSL_VERIFY_PEER, nil)
         }
+        // SSL_get_error trusts the thread's error queue: nothing may be left in it for the first handshake.
+        ERR_clear_error()
         return c
     }
 
@@ -70,6 +72,7 @@ final class TLSContext {
         } else {
             _ = SSL_CTX_set_default_verify_paths(c.ctx)
         }
+        ERR_clear_error()
         return c
     }
 
@@ -123,10 +126,12 @@ final class TLSContext {
             let ok = isAddress ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host) : SSL_set1_host(ssl, host)
             guard ok == 1 else {
                 SSL_free(ssl)
+                ERR_clear_error()
                 return nil
             }
         }
         if !isAddress { _ = sy_SSL_set_tlsext_host_name(ssl, host) }
+        ERR_clear_error()
         return ssl
     }
 }

@@ -454,6 +454,29 @@ def test_cancel_from_a_tls_client(start_proxy, certs):
     assert p.log().count("forwarding cancel") >= 2
 
 
+def test_transaction_pooling_and_routing_over_tls(start_proxy, certs, cluster):
+    p = start_proxy(pool_mode="transaction", replica=True, default_pool_size=2, health_check_user="sy_scram",
+                    health_check_database="sydb", query_wait_timeout="10s", read_your_writes="off", **client_tls(certs))
+    conns = [p.connect(sslmode="require") for _ in range(4)]
+    try:
+        for i, conn in enumerate(conns):
+            # Extended protocol with server-side prepared statements (psycopg prepares after 2 executions).
+            for _ in range(3):
+                assert conn.execute("SELECT %s::int + 1", (i,), prepare=True).fetchone()[0] == i + 1
+            with conn.transaction():
+                conn.execute("SET LOCAL application_name = 'tx_tls'")
+                # inet_server_port() is stable, so a read; inside a transaction it stays on the primary.
+                assert conn.execute("SELECT inet_server_port()").fetchone()[0] == cluster.primary_port
+        deadline = time.monotonic() + 5
+        while conns[0].execute("SELECT inet_server_port()").fetchone()[0] != cluster.replica_port:
+            assert time.monotonic() < deadline, "reads outside a transaction should reach the replica"
+            time.sleep(0.1)
+    finally:
+        for conn in conns:
+            conn.close()
+    p.assert_alive()
+
+
 # ---- RELOAD --------------------------------------------------------------------------------
 
 
@@ -611,14 +634,16 @@ def test_per_backend_tls_and_client_certificate_towards_the_server(start_tls_pro
 
 def test_health_probe_and_cancel_reach_a_tls_server(start_proxy, certs, ssl_postgres):
     p = start_proxy(primary_host="localhost", primary_port=ssl_postgres.port, health_check_user="sy_scram",
-                    health_check_database="sydb", health_check_interval="200ms", **server_tls(certs))
+                    health_check_database="sydb", health_check_interval="200ms", log_level="debug", **server_tls(certs))
     deadline = time.monotonic() + 5
     while not any(row[1] == "switchyard health check" and row[2] for row in ssl_postgres.ssl_sessions()):
         assert time.monotonic() < deadline, f"no TLS health-check session: {ssl_postgres.ssl_sessions()}\n{p.log()[-2000:]}"
         time.sleep(0.1)
     assert "health check failed" not in p.log()
     with p.connect() as conn:
-        # The proxy's CancelRequest to this server negotiates TLS like its other connections.
+        # The proxy's CancelRequest to this server negotiates TLS like its other connections...
         assert cancel_during_sleep(conn, lambda c: c.cancel()) < 5
         assert conn.execute("SELECT 1").fetchone()[0] == 1
+    # ... and it did go over TLS.
+    assert any("cancel request sent" in line and "tls=TLSv1.3/" in line for line in p.log().splitlines()), p.log()[-3000:]
     p.assert_alive()
