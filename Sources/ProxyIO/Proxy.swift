@@ -86,6 +86,11 @@ public final class Proxy {
         logTLS()
     }
 
+    /// `switchyard --check`: the certificate, key and CA files load and fit together.
+    public static func checkTLSFiles(_ config: Config) throws {
+        _ = try loadTLS(config)
+    }
+
     /// Every TLS context `config` needs, with its certificate, key and CA files read now; throws on a file that
     /// does not load, so a bad file stops the start or refuses the RELOAD.
     static func loadTLS(_ config: Config) throws -> (TLSContext?, [ServerTLSSettings: TLSContext]) {

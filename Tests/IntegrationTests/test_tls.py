@@ -375,6 +375,23 @@ def test_missing_certificate_file_stops_the_start(start_proxy, certs, tmp_path):
     assert "cannot load client_tls_cert_file" in p.log()
 
 
+def test_check_loads_the_tls_files(certs, tmp_path):
+    binary = conftest.switchyard_bin()
+
+    def check(cert: str, key: str) -> subprocess.CompletedProcess:
+        conf = tmp_path / "check.conf"
+        conf.write_text(f"[proxy]\nclient_tls_sslmode = require\nclient_tls_cert_file = {cert}\n"
+                        f"client_tls_key_file = {key}\n[primary]\nhost = 127.0.0.1\n")
+        return subprocess.run([binary, "--config", str(conf), "--check"], capture_output=True, text=True, timeout=30)
+
+    r = check(certs.path("server.crt"), certs.path("server.key"))
+    assert r.returncode == 0, r.stderr
+    r = check(certs.path("server.crt"), certs.path("server2.key"))
+    assert r.returncode == 2 and "does not match client_tls_cert_file" in r.stderr, r.stderr
+    r = check(str(tmp_path / "missing.crt"), certs.path("server.key"))
+    assert r.returncode == 2 and "cannot load client_tls_cert_file" in r.stderr, r.stderr
+
+
 # ---- client certificates ------------------------------------------------------------------
 
 
