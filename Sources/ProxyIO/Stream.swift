@@ -230,11 +230,6 @@ extension Stream {
         return TLS.peer(of: ssl)
     }
 
-    var isTLS: Bool {
-        if case .established = tlsPhase { return true }
-        return false
-    }
-
     private func beginTLS(_ ssl: OpaquePointer, accepting: Bool) {
         tlsPhase = .awaitingFlush(ssl: ssl, accepting: accepting)
         settingUpTLS = true

@@ -177,7 +177,10 @@ enum TLS {
     /// Why the handshake on `bev` failed: OpenSSL's reason, plus the certificate verification error if there is one.
     static func handshakeError(_ bev: OpaquePointer) -> String {
         var reasons: [String] = []
-        while case let code = bufferevent_get_openssl_error(bev), code != 0 { reasons.append(describe(code)) }
+        while case let code = bufferevent_get_openssl_error(bev), code != 0 {
+            // libevent also queues SSL_get_error's own code (1, SSL_ERROR_SSL), which is no OpenSSL error.
+            if ERR_reason_error_string(code) != nil { reasons.append(describe(code)) }
+        }
         if let ssl = bufferevent_openssl_get_ssl(bev) {
             let result = SSL_get_verify_result(ssl)
             if result != X509_V_OK, let text = X509_verify_cert_error_string(result) { reasons.append(String(cString: text)) }
