@@ -108,6 +108,15 @@ public enum ProxyMessages {
         return w.bytes
     }
 
+    /// SSLRequest: asks a server for TLS; it answers one byte, 'S' or 'N'.
+    public static func sslRequest() -> [UInt8] {
+        var w = MessageWriter()
+        w.beginUntyped()
+        w.writeInt32(StartupCode.sslRequest)
+        w.finish()
+        return w.bytes
+    }
+
     /// PasswordMessage with a NUL-terminated password (cleartext or md5 response).
     public static func password(_ text: String) -> [UInt8] {
         var w = MessageWriter()

@@ -124,7 +124,7 @@ extension Proxy {
                 connectTime: wall(c.connectedAt), requestTime: wall(c.waitingSince > 0 ? c.waitingSince : c.connectedAt),
                 wait: Int(waited), waitMicros: Int((waited - Double(Int(waited))) * 1e6),
                 linkedServerPID: server.map { Int($0.processID) }, applicationName: appName,
-                preparedStatements: c.statements.count, pinned: c.session.pinReason, id: c.id))
+                preparedStatements: c.statements.count, pinned: c.session.pinReason, tls: c.stream.tlsDescription ?? "", id: c.id))
         }
         var serverRows: [AdminServerRow] = []
         var poolRows: [AdminPoolRow] = []
@@ -145,7 +145,7 @@ extension Proxy {
                     connectTime: wall(s.openedAt), requestTime: wall(s.idleSince > 0 ? s.idleSince : s.openedAt),
                     remotePID: Int(s.processID), linkedClientID: s.client?.id,
                     applicationName: s.parameters["application_name"] ?? "", preparedStatements: s.statements.count,
-                    id: s.id, backend: pool.backend.name))
+                    tls: s.stream.tlsDescription ?? "", id: s.id, backend: pool.backend.name))
             }
             let waiting = pool.machine.waiting
             let maxWait = waiting.map { now - $0.waitingSince }.max() ?? 0

@@ -132,6 +132,18 @@ final class ClientConnection: StreamHandler, Hashable {
     }
 
     func streamEvent(_ stream: Stream, events: Int16) {
+        if case .startup = phase, case .awaitingTLSHandshake = login.state {
+            // The TLS handshake after 'S' ended: the login continues over TLS, or it failed.
+            if events & Int16(BEV_EVENT_CONNECTED) != 0, let peer = stream.tlsPeer {
+                log.debug("client TLS established", metadata: ["client": "\(label)", "tls": "\(stream.tlsDescription ?? "")",
+                                                               "certificate_cn": "\(peer.commonName ?? "-")"])
+                perform(login.tlsEstablished(peer))
+                readLogin()
+            } else {
+                perform(login.tlsFailed(stream.failure ?? "connection closed during the handshake"))
+            }
+            return
+        }
         if events & Int16(BEV_EVENT_EOF | BEV_EVENT_ERROR) != 0 {
             disconnected(reason: events & Int16(BEV_EVENT_EOF) != 0 ? "client closed the connection" : "client socket error")
         }
@@ -152,7 +164,7 @@ final class ClientConnection: StreamHandler, Hashable {
                     if case .startup = packet, overLimit {
                         return fail(code: SQLState.tooManyConnections, message: "no more connections allowed (max_client_conn)", reason: "max_client_conn")
                     }
-                    perform(login.startupReceived(packet))
+                    perform(login.startupReceived(packet, trailingBytes: stream.inputLength))
                 }
             case .awaitingMD5, .awaitingSASLInitial, .awaitingSASLFinal:
                 let frame: Frame
@@ -163,7 +175,7 @@ final class ClientConnection: StreamHandler, Hashable {
                     return fail(code: SQLState.protocolViolation, message: error.message, reason: "bad auth message")
                 }
                 perform(login.passwordReceived(frame))
-            case .authenticated, .failed:
+            case .awaitingTLSHandshake, .authenticated, .failed:
                 return
             }
         }
@@ -173,6 +185,17 @@ final class ClientConnection: StreamHandler, Hashable {
         switch action {
         case .send(let bytes): stream.write(bytes)
         case .refuseEncryption(let byte): stream.write([byte])
+        case .acceptEncryption:
+            guard let ssl = proxy.clientTLS?.makeServerSSL() else {
+                return fail(code: SQLState.internalError, message: "switchyard cannot start TLS", reason: "no TLS context")
+            }
+            stream.write([UInt8(ascii: "S")])
+            stream.acceptTLS(ssl)
+        case .none:
+            break
+        case .close(let reason):
+            log.info("client login failed", metadata: ["client": "\(label)", "reason": "\(reason)"])
+            close(reason: reason)
         case .cancel(let pid, let key):
             proxy.forwardCancel(processID: pid, secretKey: key)
             close(reason: "cancel request")
@@ -182,7 +205,7 @@ final class ClientConnection: StreamHandler, Hashable {
         case .authenticated(let login, let send):
             info = login
             authPrefix = send
-            log.info("client logged in", metadata: ["client": "\(label)"])
+            log.info("client logged in", metadata: ["client": "\(label)", "tls": "\(stream.tlsDescription ?? "off")"])
             proxy.clientAuthenticated(self)
         }
     }

@@ -79,7 +79,7 @@ final class HealthProbe: StreamHandler {
         let s = Stream(base: proxy.loop.base, fd: fd, handler: self)
         stream = s
         phase = .connecting
-        if !s.connect(to: address) { failed("connect failed", now: now) }
+        if !s.connect(to: address, tls: proxy.serverTLS(for: backend)) { failed("connect failed", now: now) }
     }
 
     func streamWritable(_ stream: Stream) {}
@@ -94,8 +94,9 @@ final class HealthProbe: StreamHandler {
             ]))
             return
         }
-        failed(events & Int16(BEV_EVENT_EOF) != 0 ? "server closed the connection" : "connection error: \(String(cString: strerror(errno)))",
-               now: monotonicNow())
+        let why = stream.failure
+            ?? (events & Int16(BEV_EVENT_EOF) != 0 ? "server closed the connection" : "connection error: \(String(cString: strerror(errno)))")
+        failed(why, now: monotonicNow())
     }
 
     func streamReadable(_ stream: Stream) {

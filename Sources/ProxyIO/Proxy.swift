@@ -45,6 +45,11 @@ public final class Proxy {
     private(set) var shuttingDown = false
     /// The HTTP endpoint (metrics_listen), if configured.
     private var metricsServer: MetricsHTTP?
+    /// TLS for clients (nil when client_tls_sslmode = disable). RELOAD replaces it: sessions already running keep
+    /// the context they started with (each SSL holds a reference to it).
+    private(set) var clientTLS: TLSContext?
+    /// TLS towards servers, one context per distinct effective setting (backends may override); RELOAD rebuilds them.
+    private var serverTLSContexts: [ServerTLSSettings: TLSContext] = [:]
 
     /// Health, role, lag and load of every backend (fed by the probes), and the read/write router.
     var backends: BackendSet
@@ -84,6 +89,8 @@ public final class Proxy {
         self.stats = StatsRegistry(settings: Self.statsSettings(config), now: monotonicNow())
         self.querySampler = Self.sampler(config)
         self.nextSummary = monotonicNow() + config.proxy.statsPeriod
+        (clientTLS, serverTLSContexts) = try Self.loadTLS(config)
+        logTLS()
     }
 
     static func statsSettings(_ config: Config) -> StatsSettings {
@@ -94,6 +101,49 @@ public final class Proxy {
     static func sampler(_ config: Config) -> QuerySampler {
         QuerySampler(mode: config.proxy.logQueries, sampleRate: config.proxy.logSampleRate,
                      slowThreshold: config.proxy.slowQueryThreshold)
+    }
+
+    /// `switchyard --check`: the certificate, key and CA files load and fit together.
+    public static func checkTLSFiles(_ config: Config) throws {
+        _ = try loadTLS(config)
+    }
+
+    /// Every TLS context `config` needs, with its certificate, key and CA files read now; throws on a file that
+    /// does not load, so a bad file stops the start or refuses the RELOAD.
+    static func loadTLS(_ config: Config) throws -> (TLSContext?, [ServerTLSSettings: TLSContext]) {
+        let client = config.proxy.clientTLSSSLMode == .disable ? nil : try TLSContext.forClients(config.proxy)
+        var servers: [ServerTLSSettings: TLSContext] = [:]
+        for backend in config.backends {
+            let settings = config.serverTLS(for: backend)
+            if settings.mode != .disable, servers[settings] == nil { servers[settings] = try TLSContext.forServers(settings) }
+        }
+        return (client, servers)
+    }
+
+    private func logTLS() {
+        if let clientTLS {
+            logger.info("client TLS ready", metadata: ["sslmode": "\(config.proxy.clientTLSSSLMode.rawValue)",
+                                                      "certificate": "\(clientTLS.certificateSummary)"])
+        }
+        for backend in config.backends where config.serverTLS(for: backend).mode != .disable {
+            logger.info("server TLS ready", metadata: ["backend": "\(backend.name)", "sslmode": "\(config.serverTLS(for: backend).mode.rawValue)"])
+        }
+    }
+
+    /// How to reach `backend` over TLS; nil when its server_tls_sslmode is disable. Settings come from the current
+    /// config (a pool created before a RELOAD may hold an older copy of its backend).
+    func serverTLS(for backend: BackendConfig) -> ServerTLSSetup? {
+        let current = backendConfig(named: backend.name) ?? backend
+        let settings = config.serverTLS(for: current)
+        guard settings.mode != .disable else { return nil }
+        if serverTLSContexts[settings] == nil {
+            do {
+                serverTLSContexts[settings] = try TLSContext.forServers(settings)
+            } catch {
+                logger.error("server TLS unavailable", metadata: ["backend": "\(backend.name)", "error": "\(error)"])
+            }
+        }
+        return ServerTLSSetup(context: serverTLSContexts[settings], mode: settings.mode, host: current.host)
     }
 
     static func backendList(_ config: Config) -> [(name: String, role: BackendRoleSetting, weight: Int)] {
@@ -233,6 +283,8 @@ public final class Proxy {
             scramSecretFor: { [unowned self] user, password in self.scramSecret(user: user, password: password) },
             mockNonce: mockNonce)
         machine.requireKnownUserForTrust = config.proxy.authFile != nil
+        // A client context exists whenever the mode is not disable (the config refuses one without a certificate).
+        machine.tlsMode = clientTLS == nil ? .disable : config.proxy.clientTLSSSLMode
         return machine
     }
 
@@ -356,7 +408,8 @@ public final class Proxy {
 
     /// A CancelRequest with the server's real key, on a connection of its own.
     private func sendCancel(to server: ServerConnection) {
-        if let f = CancelForwarder(proxy: self, address: server.address, processID: server.processID, secretKey: server.secretKey) {
+        if let f = CancelForwarder(proxy: self, address: server.address, tls: serverTLS(for: server.backend),
+                                   processID: server.processID, secretKey: server.secretKey) {
             cancelForwarders.insert(f)
         }
     }
@@ -469,6 +522,7 @@ public final class Proxy {
             logger.info("stats", metadata: ["summary": "\(stats.summaryLine(now: now))"])
         }
         for probe in probes { probe.tick(now: now) }
+        for forwarder in cancelForwarders where now > forwarder.deadline { forwarder.giveUp() }
         for client in waitingForReplica { client.retryRoute(now: now) }
         for client in clients { client.checkTimeout(now: now) }
         for pool in pools.values {
@@ -488,9 +542,12 @@ public final class Proxy {
         guard let path = config.path else { return "no config file to reload" }
         var next: Config
         let nextSecrets: [String: Secret]
+        let nextTLS: (TLSContext?, [ServerTLSSettings: TLSContext])
         do {
             next = try ConfigParser.load(path: path)
             nextSecrets = try Self.loadSecrets(next)
+            // Certificate files are read again even when their paths did not change (renewed certificates).
+            nextTLS = try Self.loadTLS(next)
         } catch {
             logger.error("reload failed: keeping the old config", metadata: ["error": "\(error)"])
             return "\(error)"
@@ -506,6 +563,8 @@ public final class Proxy {
         let old = config
         config = next
         secrets = nextSecrets
+        (clientTLS, serverTLSContexts) = nextTLS
+        logTLS()
         scramCache.removeAll()
         logger.logLevel = Logger.Level(rawValue: next.proxy.logLevel.rawValue) ?? .info
         querySampler = Self.sampler(next)

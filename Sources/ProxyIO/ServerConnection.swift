@@ -97,7 +97,7 @@ final class ServerConnection: StreamHandler, Hashable {
         statements = ServerStatementCache(capacity: pool.proxy.config.proxy.maxPreparedStatements)
         stream = Stream(base: pool.proxy.loop.base, fd: fd, handler: DummyHandler.shared)
         stream.handler = self
-        guard stream.connect(to: address) else {
+        guard stream.connect(to: address, tls: pool.proxy.serverTLS(for: backend)) else {
             stream.close()
             return nil
         }
@@ -127,7 +127,9 @@ final class ServerConnection: StreamHandler, Hashable {
         }
         if events & Int16(BEV_EVENT_EOF | BEV_EVENT_ERROR) != 0 {
             let why: String
-            if events & Int16(BEV_EVENT_ERROR) != 0 {
+            if let failure = stream.failure {
+                why = failure
+            } else if events & Int16(BEV_EVENT_ERROR) != 0 {
                 why = String(cString: strerror(errno))
             } else {
                 why = "server closed the connection"

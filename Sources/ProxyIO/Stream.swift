@@ -1,7 +1,10 @@
 // A libevent bufferevent with the few operations the data path needs: peek a 5-byte header, take a
 // whole small message, move bytes to another stream without copying, write, and close after a flush.
+// TLS swaps the socket bufferevent for an OpenSSL one on the same socket; the data path does not change.
 import CLibevent
+import COpenSSL
 import PGWire
+import ProxyCore
 
 /// Receives a stream's events. Implemented by ClientConnection, ServerConnection and CancelForwarder.
 protocol StreamHandler: AnyObject {
@@ -13,6 +16,7 @@ protocol StreamHandler: AnyObject {
 
 private let readCallback: bufferevent_data_cb = { _, ctx in
     let s = Unmanaged<Stream>.fromOpaque(ctx!).takeUnretainedValue()
+    if s.settingUpTLS { return s.tlsSetupReadable() }
     s.handler?.streamReadable(s)
 }
 private let writeCallback: bufferevent_data_cb = { _, ctx in
@@ -21,6 +25,7 @@ private let writeCallback: bufferevent_data_cb = { _, ctx in
         if evbuffer_get_length(s.output) == 0 { s.close() }
         return
     }
+    if s.settingUpTLS { return s.tlsSetupWritable() }
     s.handler?.streamWritable(s)
 }
 private let eventCallback: bufferevent_event_cb = { _, events, ctx in
@@ -30,6 +35,7 @@ private let eventCallback: bufferevent_event_cb = { _, events, ctx in
         if events & Int16(BEV_EVENT_EOF | BEV_EVENT_ERROR) != 0 { s.close() }
         return
     }
+    if s.settingUpTLS { return s.tlsSetupEvent(events) }
     s.handler?.streamEvent(s, events: events)
 }
 
@@ -42,12 +48,32 @@ let resumeBytes = 128 * 1024
 /// A stream closing after a flush keeps itself alive through `selfRetain` until the flush ends.
 final class Stream {
     private(set) var bev: OpaquePointer?
-    let input: OpaquePointer
-    let output: OpaquePointer
+    private(set) var input: OpaquePointer
+    private(set) var output: OpaquePointer
     weak var handler: StreamHandler?
     fileprivate(set) var closingAfterFlush = false
     private var selfRetain: Stream?
     private(set) var isClosed = false
+
+    /// Where TLS stands on this stream.
+    enum TLSPhase {
+        case none
+        /// 'S' is being flushed in plaintext; then the handshake starts with this SSL (not yet owned by a bufferevent).
+        case awaitingFlush(ssl: OpaquePointer, accepting: Bool)
+        /// The OpenSSL bufferevent owns the SSL and runs the handshake.
+        case handshaking
+        case established(ssl: OpaquePointer)
+    }
+    private(set) var tlsPhase: TLSPhase = .none
+    /// Callbacks go to the TLS setup (negotiation with a server, flush of 'S', handshake), not to the handler.
+    fileprivate(set) var settingUpTLS = false
+    /// server_tls_sslmode negotiation run before the handler hears BEV_EVENT_CONNECTED.
+    private var serverNegotiation: ServerTLSStateMachine?
+    private var serverSetup: ServerTLSSetup?
+    /// Why the stream failed when the proxy knows better than errno (TLS negotiation or handshake).
+    private(set) var failure: String?
+    /// "TLSv1.3/TLS_AES_256_GCM_SHA384" once a handshake completed.
+    private(set) var tlsDescription: String?
 
     init(base: OpaquePointer, fd: Int32, handler: StreamHandler) {
         let bev = bufferevent_socket_new(base, fd, Int32(BEV_OPT_CLOSE_ON_FREE.rawValue))!
@@ -60,9 +86,17 @@ final class Stream {
         bufferevent_enable(bev, Int16(EV_READ | EV_WRITE))
     }
 
-    /// Starts a non-blocking connect; the handler gets BEV_EVENT_CONNECTED or an error.
-    func connect(to address: SocketAddress) -> Bool {
+    /// Starts a non-blocking connect; the handler gets BEV_EVENT_CONNECTED or an error. With `tls` (a server and
+    /// server_tls_sslmode other than disable), SSLRequest and the handshake come first: CONNECTED then means the
+    /// startup packet may go (encrypted or, under prefer, plaintext), and a failed negotiation is an error
+    /// event with `failure` saying why.
+    func connect(to address: SocketAddress, tls: ServerTLSSetup? = nil) -> Bool {
         guard let bev else { return false }
+        if let tls, tls.mode != .disable {
+            serverSetup = tls
+            serverNegotiation = ServerTLSStateMachine(mode: tls.mode)
+            settingUpTLS = true
+        }
         return address.withSockaddr { sa, len in bufferevent_socket_connect(bev, UnsafeMutablePointer(mutating: sa), len) } == 0
     }
 
@@ -144,9 +178,14 @@ final class Stream {
         if let bev { bufferevent_setwatermark(bev, Int16(EV_WRITE), bytes, 0) }
     }
 
-    /// Writes `bytes`, stops reading, and closes once the output is flushed (or the peer leaves).
+    /// Writes `bytes`, stops reading, and closes once the output is flushed (or the peer leaves). During a TLS
+    /// handshake nothing can be sent: it closes at once.
     func closeAfterFlush(_ bytes: [UInt8] = []) {
         guard !isClosed, !closingAfterFlush else { return }
+        switch tlsPhase {
+        case .awaitingFlush, .handshaking: return close()
+        case .none, .established: break
+        }
         write(bytes)
         handler = nil
         pauseReading()
@@ -156,13 +195,145 @@ final class Stream {
         setWriteLowWatermark(0)
     }
 
-    /// Frees the bufferevent and the socket now. Safe to call twice.
+    /// Frees the bufferevent and the socket now (a TLS session sends close_notify first). Safe to call twice.
     func close() {
         guard !isClosed, let bev else { return }
         isClosed = true
         handler = nil
+        switch tlsPhase {
+        case .awaitingFlush(let ssl, _): SSL_free(ssl)
+        case .established(let ssl):
+            // Best effort and non-blocking; the queue must not keep errors for the next connection's handshake.
+            _ = SSL_shutdown(ssl)
+            ERR_clear_error()
+        case .none, .handshaking: break
+        }
+        tlsPhase = .none
         bufferevent_free(bev)
         self.bev = nil
         selfRetain = nil
+    }
+}
+
+// MARK: TLS
+
+extension Stream {
+    /// Answers a client's SSLRequest: the caller wrote 'S'; once it is flushed the handshake runs as the server.
+    /// The handler hears BEV_EVENT_CONNECTED when it completes, or an error event with `failure` set.
+    func acceptTLS(_ ssl: OpaquePointer) {
+        beginTLS(ssl, accepting: true)
+    }
+
+    /// The verified client certificate and its CommonName, once the handshake completed.
+    var tlsPeer: TLSPeer? {
+        guard case .established(let ssl) = tlsPhase else { return nil }
+        return TLS.peer(of: ssl)
+    }
+
+    private func beginTLS(_ ssl: OpaquePointer, accepting: Bool) {
+        tlsPhase = .awaitingFlush(ssl: ssl, accepting: accepting)
+        settingUpTLS = true
+        // Nothing is read in plaintext any more: the next bytes are the handshake, read by OpenSSL.
+        pauseReading()
+        if outputLength == 0 { swapToOpenSSL() } else { setWriteLowWatermark(0) }
+    }
+
+    /// Replaces the socket bufferevent by an OpenSSL one on the same socket. Ownership: the new bufferevent
+    /// owns the SSL and the socket (BEV_OPT_CLOSE_ON_FREE frees both); the old one lets go of the socket first.
+    private func swapToOpenSSL() {
+        guard case .awaitingFlush(let ssl, let accepting) = tlsPhase, let old = bev else { return }
+        let fd = bufferevent_getfd(old)
+        let state = accepting ? BUFFEREVENT_SSL_ACCEPTING : BUFFEREVENT_SSL_CONNECTING
+        guard let tlsBev = bufferevent_openssl_socket_new(bufferevent_get_base(old), fd, ssl, state,
+                                                          Int32(BEV_OPT_CLOSE_ON_FREE.rawValue)) else {
+            return tlsSetupFailed("cannot create the TLS bufferevent")
+        }
+        tlsPhase = .handshaking
+        bufferevent_setfd(old, -1)
+        bufferevent_free(old)
+        bev = tlsBev
+        input = bufferevent_get_input(tlsBev)
+        output = bufferevent_get_output(tlsBev)
+        // Peers often close without close_notify after their last message: that is an EOF, not an error.
+        bufferevent_openssl_set_allow_dirty_shutdown(tlsBev, 1)
+        bufferevent_setcb(tlsBev, readCallback, writeCallback, eventCallback, Unmanaged.passUnretained(self).toOpaque())
+        bufferevent_enable(tlsBev, Int16(EV_READ | EV_WRITE))
+    }
+
+    fileprivate func tlsSetupWritable() {
+        if case .awaitingFlush = tlsPhase, outputLength == 0 { swapToOpenSSL() }
+    }
+
+    fileprivate func tlsSetupReadable() {
+        // Only the server's one-byte answer to SSLRequest is read in plaintext here.
+        guard var machine = serverNegotiation, machine.state == .awaitingResponse, inputLength > 0 else { return }
+        let byte = peekByte(at: 0)
+        drain(1)
+        let action = machine.responseReceived(byte, trailingBytes: inputLength)
+        serverNegotiation = machine
+        run(action)
+    }
+
+    fileprivate func tlsSetupEvent(_ events: Int16) {
+        let connected = events & Int16(BEV_EVENT_CONNECTED) != 0
+        switch tlsPhase {
+        case .none:
+            // The TCP connection to a server: start the negotiation.
+            guard connected, var machine = serverNegotiation else { return finishSetup(events) }
+            let action = machine.connected()
+            serverNegotiation = machine
+            run(action)
+        case .awaitingFlush:
+            finishSetup(events)
+        case .handshaking:
+            guard connected, let bev, let ssl = bufferevent_openssl_get_ssl(bev) else {
+                let why = bev.map { TLS.handshakeError($0) } ?? "closed"
+                if var machine = serverNegotiation {
+                    let action = machine.handshakeFailed(why)
+                    serverNegotiation = machine
+                    return run(action)
+                }
+                return tlsSetupFailed(why)
+            }
+            tlsPhase = .established(ssl: ssl)
+            tlsDescription = TLS.sessionDescription(ssl)
+            guard var machine = serverNegotiation else { return finishSetup(events) }
+            let action = machine.handshakeCompleted()
+            serverNegotiation = machine
+            run(action)
+        case .established:
+            finishSetup(events)
+        }
+    }
+
+    private func run(_ action: ServerTLSStateMachine.Action) {
+        switch action {
+        case .sendSSLRequest:
+            write(ProxyMessages.sslRequest())
+        case .startTLS:
+            guard let setup = serverSetup, let ssl = setup.context?.makeClientSSL(mode: setup.mode, host: setup.host) else {
+                return tlsSetupFailed("cannot set up TLS for host \(serverSetup?.host ?? "?")")
+            }
+            beginTLS(ssl, accepting: false)
+        case .proceed:
+            serverNegotiation = nil
+            serverSetup = nil
+            resumeReading()
+            finishSetup(Int16(BEV_EVENT_CONNECTED))
+        case .fail(let reason):
+            tlsSetupFailed(reason)
+        }
+    }
+
+    /// Setup is over: the handler takes the stream with this event (connected, or the error it ended with).
+    private func finishSetup(_ events: Int16) {
+        settingUpTLS = false
+        handler?.streamEvent(self, events: events)
+    }
+
+    private func tlsSetupFailed(_ why: String) {
+        failure = why
+        serverNegotiation = nil
+        finishSetup(Int16(BEV_EVENT_ERROR))
     }
 }

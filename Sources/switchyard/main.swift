@@ -48,6 +48,13 @@ struct Switchyard: ParsableCommand {
                     throw ExitCode(2)
                 }
             }
+            // So are the TLS certificate, key and CA files.
+            do {
+                try Proxy.checkTLSFiles(cfg)
+            } catch {
+                FileHandle.standardError.write(Data("\(config): \(error)\n".utf8))
+                throw ExitCode(2)
+            }
             print("\(config): OK")
             return
         }

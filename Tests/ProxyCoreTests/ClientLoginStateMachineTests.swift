@@ -166,6 +166,150 @@ final class ClientLoginStateMachineTests: XCTestCase {
         _ = try md5Salt(m.startupReceived(startup([("user", user)])))
     }
 
+    // MARK: TLS negotiation
+
+    private func tlsMachine(_ mode: ClientTLSMode, _ authType: AuthType = .trust, _ table: [String: Secret] = [:]) -> ClientLoginStateMachine {
+        var m = machine(authType, table)
+        m.tlsMode = mode
+        return m
+    }
+
+    private let withCertificate = TLSPeer(hasCertificate: true, commonName: "alice")
+    private let withoutCertificate = TLSPeer(hasCertificate: false, commonName: nil)
+
+    func testSSLRequestIsAcceptedWhenTLSIsConfigured() throws {
+        for mode in [ClientTLSMode.allow, .prefer, .require, .verifyCA, .verifyFull] {
+            var m = tlsMachine(mode)
+            XCTAssertEqual(m.startupReceived(.sslRequest), .acceptEncryption, "\(mode)")
+            guard case .awaitingTLSHandshake = m.state else { return XCTFail("state \(m.state)") }
+        }
+    }
+
+    func testSSLRequestIsRefusedWhenTLSIsDisabled() {
+        var m = tlsMachine(.disable)
+        XCTAssertEqual(m.startupReceived(.sslRequest), .refuseEncryption(UInt8(ascii: "N")))
+        XCTAssertNil(m.tls)
+    }
+
+    func testLoginOverTLSAfterTheHandshake() throws {
+        var m = tlsMachine(.require)
+        XCTAssertEqual(m.startupReceived(.sslRequest), .acceptEncryption)
+        XCTAssertEqual(m.tlsEstablished(withoutCertificate), ClientLoginStateMachine.Action.none)
+        guard case .awaitingStartup = m.state else { return XCTFail("state \(m.state)") }
+        XCTAssertEqual(m.tls, withoutCertificate)
+        let (login, _) = try authenticated(m.startupReceived(startup([("user", "bob")])))
+        XCTAssertEqual(login.user, "bob")
+    }
+
+    func testPlaintextLoginIsRefusedWith28000UnderRequire() throws {
+        for mode in [ClientTLSMode.require, .verifyCA, .verifyFull] {
+            var m = tlsMachine(mode)
+            XCTAssertEqual(try failCode(m.startupReceived(startup([("user", "bob")]))), "28000", "\(mode)")
+            guard case .failed = m.state else { return XCTFail("state \(m.state)") }
+        }
+        // After a refused SSLRequest ('N' from a GSSENCRequest does not count as TLS either).
+        var m = tlsMachine(.require)
+        XCTAssertEqual(m.startupReceived(.gssEncRequest), .refuseEncryption(UInt8(ascii: "N")))
+        XCTAssertEqual(try failCode(m.startupReceived(startup([("user", "bob")]))), "28000")
+    }
+
+    func testPlaintextLoginIsAllowedUnderAllowAndPrefer() throws {
+        for mode in [ClientTLSMode.allow, .prefer, .disable] {
+            var m = tlsMachine(mode)
+            _ = try authenticated(m.startupReceived(startup([("user", "bob")])))
+        }
+    }
+
+    func testVerifyCARequiresAClientCertificate() throws {
+        var m = tlsMachine(.verifyCA)
+        _ = m.startupReceived(.sslRequest)
+        _ = m.tlsEstablished(withoutCertificate)
+        guard case .fail(let bytes, let reason) = m.startupReceived(startup([("user", "bob")])) else { return XCTFail() }
+        XCTAssertEqual(reason, "no client certificate")
+        XCTAssertEqual(try failCode(.fail(bytes, reason: reason)), "28000")
+
+        var ok = tlsMachine(.verifyFull)
+        _ = ok.startupReceived(.sslRequest)
+        _ = ok.tlsEstablished(withCertificate)
+        _ = try authenticated(ok.startupReceived(startup([("user", "bob")])))
+    }
+
+    func testUnencryptedBytesAfterSSLRequestAreAProtocolViolation() throws {
+        var m = tlsMachine(.require)
+        XCTAssertEqual(try failCode(m.startupReceived(.sslRequest, trailingBytes: 8)), "08P01")
+        // Refusing TLS leaves pipelined bytes alone: they are the plaintext startup packet.
+        var n = tlsMachine(.disable)
+        XCTAssertEqual(n.startupReceived(.sslRequest, trailingBytes: 40), .refuseEncryption(UInt8(ascii: "N")))
+    }
+
+    func testSecondSSLRequestOverTLSIsAProtocolViolation() throws {
+        var m = tlsMachine(.prefer)
+        _ = m.startupReceived(.sslRequest)
+        _ = m.tlsEstablished(withoutCertificate)
+        XCTAssertEqual(try failCode(m.startupReceived(.sslRequest)), "08P01")
+        var g = tlsMachine(.prefer)
+        _ = g.startupReceived(.sslRequest)
+        _ = g.tlsEstablished(withoutCertificate)
+        XCTAssertEqual(try failCode(g.startupReceived(.gssEncRequest)), "08P01")
+    }
+
+    func testFailedHandshakeClosesWithoutReply() {
+        var m = tlsMachine(.require)
+        _ = m.startupReceived(.sslRequest)
+        XCTAssertEqual(m.tlsFailed("wrong version number"), .close(reason: "TLS handshake failed: wrong version number"))
+        guard case .failed = m.state else { return XCTFail("state \(m.state)") }
+    }
+
+    func testHandshakeWithoutSSLRequestIsAProtocolViolation() throws {
+        var m = tlsMachine(.require)
+        XCTAssertEqual(try failCode(m.tlsEstablished(withoutCertificate)), "08P01")
+    }
+
+    func testCancelRequestIsAcceptedWithoutTLSUnderRequire() {
+        var m = tlsMachine(.require)
+        XCTAssertEqual(m.startupReceived(.cancel(processID: 1, secretKey: 2)), .cancel(processID: 1, secretKey: 2))
+        var t = tlsMachine(.require)
+        _ = t.startupReceived(.sslRequest)
+        _ = t.tlsEstablished(withoutCertificate)
+        XCTAssertEqual(t.startupReceived(.cancel(processID: 1, secretKey: 2)), .cancel(processID: 1, secretKey: 2))
+    }
+
+    // MARK: Certificate authentication
+
+    func testCertAuthLogsInTheUserNamedByTheCertificate() throws {
+        var m = tlsMachine(.require, .cert)
+        _ = m.startupReceived(.sslRequest)
+        _ = m.tlsEstablished(withCertificate)
+        let (login, send) = try authenticated(m.startupReceived(startup([("user", "alice"), ("database", "db")])))
+        XCTAssertEqual(login.user, "alice")
+        XCTAssertEqual(send, [])
+    }
+
+    func testCertAuthRefusesAnotherUser() throws {
+        var m = tlsMachine(.require, .cert)
+        _ = m.startupReceived(.sslRequest)
+        _ = m.tlsEstablished(withCertificate)
+        let action = m.startupReceived(startup([("user", "mallory")]))
+        XCTAssertEqual(try failCode(action), "28000")
+        guard case .fail(_, let reason) = action else { return XCTFail() }
+        XCTAssertEqual(reason, "certificate CommonName \"alice\" is not the user name")
+    }
+
+    func testCertAuthWithoutCertificateIs28000() throws {
+        var m = tlsMachine(.require, .cert)
+        _ = m.startupReceived(.sslRequest)
+        _ = m.tlsEstablished(withoutCertificate)
+        XCTAssertEqual(try failCode(m.startupReceived(startup([("user", "alice")]))), "28000")
+        // A certificate without a usable CommonName is no better.
+        var n = tlsMachine(.require, .cert)
+        _ = n.startupReceived(.sslRequest)
+        _ = n.tlsEstablished(TLSPeer(hasCertificate: true, commonName: nil))
+        XCTAssertEqual(try failCode(n.startupReceived(startup([("user", "alice")]))), "28000")
+        // Nor is plaintext when the mode would allow it.
+        var p = tlsMachine(.allow, .cert)
+        XCTAssertEqual(try failCode(p.startupReceived(startup([("user", "alice")]))), "28000")
+    }
+
     func testCancelRequestIsForwardedAndEndsTheLogin() throws {
         var m = machine(.trust, [:])
         XCTAssertEqual(m.startupReceived(.cancel(processID: 4242, secretKey: -7)), .cancel(processID: 4242, secretKey: -7))

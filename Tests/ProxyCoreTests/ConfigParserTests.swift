@@ -325,7 +325,7 @@ final class ConfigParserTests: XCTestCase {
 
     func testBadEnum() {
         XCTAssertEqual(error("[primary]\nhost = h\n[proxy]\nauth_type = plain"),
-                       "proxy.conf:4: [proxy] auth_type: expected one of trust, md5, scram-sha-256, got 'plain'")
+                       "proxy.conf:4: [proxy] auth_type: expected one of trust, md5, scram-sha-256, cert, got 'plain'")
         XCTAssertEqual(error("[primary]\nhost = h\n[user.x]\npool_mode = statement"),
                        "proxy.conf:4: [user.x] pool_mode: expected one of session, transaction, got 'statement'")
     }
@@ -451,6 +451,76 @@ final class ConfigParserTests: XCTestCase {
         XCTAssertThrowsError(try ConfigParser.parse("[primary]\nhost = db\n[database.x]\npool_size = 3\n", baseDirectory: "/"))
     }
 
+    // MARK: TLS
+
+    func testTLSKeys() throws {
+        let config = try ConfigParser.parse("""
+            [proxy]
+            client_tls_sslmode = verify-full
+            client_tls_cert_file = certs/proxy.crt
+            client_tls_key_file = certs/proxy.key
+            client_tls_ca_file = /etc/ssl/ca.pem
+            client_tls_protocols = tlsv1.3
+            client_tls_ciphers = HIGH:!aNULL
+            server_tls_sslmode = require
+            server_tls_ca_file = server-ca.pem
+            server_tls_protocols = secure
+            auth_type = cert
+            [primary]
+            host = db.example.com
+            server_tls_sslmode = verify-full
+            [replica.r1]
+            host = 10.0.0.2
+            server_tls_ca_file = other-ca.pem
+            server_tls_cert_file = me.crt
+            server_tls_key_file = me.key
+            """, baseDirectory: "/etc/switchyard")
+        XCTAssertEqual(config.proxy.clientTLSSSLMode, .verifyFull)
+        XCTAssertEqual(config.proxy.clientTLSCertFile, "/etc/switchyard/certs/proxy.crt")
+        XCTAssertEqual(config.proxy.clientTLSCAFile, "/etc/ssl/ca.pem")
+        XCTAssertEqual(config.proxy.clientTLSProtocols, TLSProtocols(lowest: .tls1_3, highest: .tls1_3))
+        XCTAssertEqual(config.proxy.clientTLSCiphers, "HIGH:!aNULL")
+        XCTAssertEqual(config.proxy.authType, .cert)
+        XCTAssertEqual(config.serverTLS(for: config.primary),
+                       ServerTLSSettings(mode: .verifyFull, caFile: "/etc/switchyard/server-ca.pem"))
+        XCTAssertEqual(config.serverTLS(for: config.replicas[0]),
+                       ServerTLSSettings(mode: .require, caFile: "/etc/switchyard/other-ca.pem",
+                                         certFile: "/etc/switchyard/me.crt", keyFile: "/etc/switchyard/me.key"))
+        let shown = Dictionary(uniqueKeysWithValues: ConfigKeys.currentValues(config).map { ($0.key, $0.value) })
+        XCTAssertEqual(shown["client_tls_protocols"], "tlsv1.3")
+        XCTAssertEqual(shown["server_tls_protocols"], "tlsv1.2,tlsv1.3")
+    }
+
+    func testTLSDefaultsAreOff() throws {
+        let config = try parse("")
+        XCTAssertEqual(config.proxy.clientTLSSSLMode, .disable)
+        XCTAssertEqual(config.serverTLS(for: config.primary).mode, .disable)
+        XCTAssertEqual(config.proxy.clientTLSProtocols, .secure)
+    }
+
+    func testTLSProtocolLists() throws {
+        XCTAssertEqual(try parse("[proxy]\nclient_tls_protocols = all").proxy.clientTLSProtocols, TLSProtocols(lowest: .tls1_0, highest: .tls1_3))
+        XCTAssertEqual(try parse("[proxy]\nclient_tls_protocols = tlsv1.2, tlsv1.1").proxy.clientTLSProtocols, TLSProtocols(lowest: .tls1_1, highest: .tls1_2))
+        XCTAssertEqual(error("[primary]\nhost = h\n[proxy]\nclient_tls_protocols = tlsv1.1,tlsv1.3"),
+                       "proxy.conf:4: [proxy] client_tls_protocols: expected TLS versions (tlsv1.0, tlsv1.1, tlsv1.2, tlsv1.3, secure, all) forming a contiguous range, got 'tlsv1.1,tlsv1.3'")
+        XCTAssertEqual(errors("[primary]\nhost = h\n[proxy]\nserver_tls_protocols = sslv3").count, 1)
+    }
+
+    func testTLSKeysThatGoTogether() {
+        XCTAssertEqual(error("[proxy]\nclient_tls_sslmode = require\n[primary]\nhost = h"),
+                       "proxy.conf:2: [proxy] client_tls_sslmode = require needs client_tls_cert_file and client_tls_key_file")
+        XCTAssertEqual(error("[proxy]\nclient_tls_sslmode = verify-ca\nclient_tls_cert_file = a\nclient_tls_key_file = b\n[primary]\nhost = h"),
+                       "proxy.conf:2: [proxy] client_tls_sslmode = verify-ca needs client_tls_ca_file (to verify client certificates)")
+        XCTAssertEqual(error("[proxy]\nauth_type = cert\n[primary]\nhost = h"),
+                       "proxy.conf:2: [proxy] auth_type = cert needs client_tls_sslmode other than disable and client_tls_ca_file")
+        XCTAssertEqual(error("[proxy]\nclient_tls_cert_file = a\n[primary]\nhost = h"),
+                       "proxy.conf:2: [proxy] client_tls_cert_file and client_tls_key_file go together")
+        XCTAssertEqual(error("[primary]\nhost = h\nserver_tls_key_file = k"),
+                       "proxy.conf:3: [primary] server_tls_cert_file and server_tls_key_file go together")
+        XCTAssertEqual(error("[primary]\nhost = h\nserver_tls_sslmode = verify"),
+                       "proxy.conf:3: [primary] server_tls_sslmode: expected one of disable, prefer, require, verify-ca, verify-full, got 'verify'")
+    }
+
     // MARK: The key table
 
     func testTableHasEveryKeyOnce() {
@@ -467,8 +537,14 @@ final class ConfigParserTests: XCTestCase {
             "primary_statement_timeout", "replica_statement_timeout", "cancel_wait_timeout", "idle_transaction_timeout",
             "client_idle_timeout", "shutdown_timeout", "slow_query_threshold", "log_queries", "log_sample_rate",
             "log_format", "stats_window", "stats_period", "stats_max_fingerprints", "metrics_listen",
+            "client_tls_sslmode", "client_tls_cert_file", "client_tls_key_file", "client_tls_ca_file",
+            "client_tls_protocols", "client_tls_ciphers", "server_tls_sslmode", "server_tls_ca_file",
+            "server_tls_cert_file", "server_tls_key_file", "server_tls_protocols", "server_tls_ciphers",
         ])
-        XCTAssertEqual(ConfigKeys.keys(in: .backend).map(\.name), ["host", "port", "role", "weight"])
+        XCTAssertEqual(ConfigKeys.keys(in: .backend).map(\.name), [
+            "host", "port", "role", "weight",
+            "server_tls_sslmode", "server_tls_ca_file", "server_tls_cert_file", "server_tls_key_file",
+        ])
         XCTAssertEqual(ConfigKeys.keys(in: .user).map(\.name), ["pool_mode", "pool_size", "statement_timeout"])
         XCTAssertEqual(ConfigKeys.keys(in: .database).map(\.name), ["statement_timeout"])
         XCTAssertEqual(ConfigKeys.key(.proxy, "listen_port")?.kind, "integer")

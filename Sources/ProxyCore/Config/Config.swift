@@ -12,6 +12,8 @@ public enum AuthType: String, CaseIterable, Sendable {
     case trust
     case md5
     case scramSHA256 = "scram-sha-256"
+    /// A client certificate (verified against client_tls_ca_file) whose CommonName is the user name.
+    case cert
 }
 
 /// Minimum severity that is logged.
@@ -32,6 +34,115 @@ public enum LogQueries: String, CaseIterable, Sendable {
 public enum LogFormat: String, CaseIterable, Sendable {
     case logfmt
     case json
+}
+
+/// `client_tls_sslmode`: whether clients may, must, or must not use TLS (PgBouncer's meanings).
+public enum ClientTLSMode: String, CaseIterable, Sendable {
+    /// SSLRequest is answered 'N'.
+    case disable
+    /// TLS when the client asks for it, plaintext otherwise.
+    case allow
+    /// As allow (the client decides).
+    case prefer
+    /// Plaintext logins are refused with 28000.
+    case require
+    /// TLS with a client certificate that verifies against client_tls_ca_file.
+    case verifyCA = "verify-ca"
+    /// As verify-ca (a client has no host name to check).
+    case verifyFull = "verify-full"
+
+    /// A plaintext startup packet is refused.
+    public var requiresTLS: Bool {
+        switch self {
+        case .disable, .allow, .prefer: return false
+        case .require, .verifyCA, .verifyFull: return true
+        }
+    }
+
+    /// The client must present a certificate that verifies against client_tls_ca_file.
+    public var requiresCertificate: Bool {
+        switch self {
+        case .disable, .allow, .prefer, .require: return false
+        case .verifyCA, .verifyFull: return true
+        }
+    }
+}
+
+/// `server_tls_sslmode`: TLS towards Postgres servers (libpq's meanings).
+public enum ServerTLSMode: String, CaseIterable, Sendable {
+    /// Plaintext; no SSLRequest.
+    case disable
+    /// TLS if the server accepts it, else plaintext; the certificate is not checked.
+    case prefer
+    /// TLS or fail; the certificate is not checked.
+    case require
+    /// TLS with a certificate chain that verifies against server_tls_ca_file.
+    case verifyCA = "verify-ca"
+    /// As verify-ca, and the certificate must name the backend's host.
+    case verifyFull = "verify-full"
+
+    /// The server's certificate chain is verified.
+    public var verifiesCertificate: Bool {
+        switch self {
+        case .disable, .prefer, .require: return false
+        case .verifyCA, .verifyFull: return true
+        }
+    }
+
+    /// The server's certificate must name the host the proxy connected to.
+    public var verifiesHostName: Bool { self == .verifyFull }
+}
+
+/// A TLS protocol version, as written in `client_tls_protocols` / `server_tls_protocols`.
+public enum TLSVersion: String, CaseIterable, Comparable, Sendable {
+    case tls1_0 = "tlsv1.0"
+    case tls1_1 = "tlsv1.1"
+    case tls1_2 = "tlsv1.2"
+    case tls1_3 = "tlsv1.3"
+
+    public static func < (a: TLSVersion, b: TLSVersion) -> Bool {
+        allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)!
+    }
+}
+
+/// The TLS versions allowed: a contiguous range (OpenSSL takes a minimum and a maximum).
+public struct TLSProtocols: Hashable, Sendable {
+    public var lowest: TLSVersion
+    public var highest: TLSVersion
+
+    public init(lowest: TLSVersion, highest: TLSVersion) {
+        self.lowest = lowest
+        self.highest = highest
+    }
+
+    /// TLS 1.2 and 1.3 (PgBouncer's "secure").
+    public static let secure = TLSProtocols(lowest: .tls1_2, highest: .tls1_3)
+
+    /// Every version in the range, lowest first.
+    public var versions: [TLSVersion] { TLSVersion.allCases.filter { $0 >= lowest && $0 <= highest } }
+}
+
+/// Effective TLS settings for the proxy's connections to one backend ([proxy] values, overridden per backend).
+public struct ServerTLSSettings: Hashable, Sendable {
+    public var mode: ServerTLSMode
+    /// CA bundle for verify-ca/verify-full; nil uses the system's trust store.
+    public var caFile: String?
+    /// Client certificate and key the proxy presents to the server (for `cert` authentication there).
+    public var certFile: String?
+    public var keyFile: String?
+    public var protocols: TLSProtocols
+    /// OpenSSL cipher string; "default" keeps OpenSSL's.
+    public var ciphers: String
+
+    public init(mode: ServerTLSMode, caFile: String? = nil, certFile: String? = nil, keyFile: String? = nil,
+                protocols: TLSProtocols = .secure, ciphers: String = "default") {
+        self.mode = mode
+        self.caFile = caFile
+        self.certFile = certFile
+        self.keyFile = keyFile
+        self.protocols = protocols
+        self.ciphers = ciphers
+    }
 }
 
 /// Whether a backend takes writes (primary) or only reads (replica).
@@ -57,6 +168,11 @@ public struct BackendConfig: Equatable, Sendable {
     public var port: Int
     /// Relative share of read traffic; 0 takes none.
     public var weight: Int
+    /// TLS overrides for this backend; nil means the [proxy] server_tls_* value.
+    public var tlsMode: ServerTLSMode?
+    public var tlsCAFile: String?
+    public var tlsCertFile: String?
+    public var tlsKeyFile: String?
 
     public init(name: String, role: BackendRole, host: String = "127.0.0.1", port: Int = 5432, weight: Int = 1) {
         self.name = name
@@ -154,6 +270,22 @@ public struct ProxySettings: Equatable, Sendable {
     /// Event-loop threads.
     public var workers: Int = 1
 
+    // TLS (absolute paths, resolved against the config file's folder).
+    public var clientTLSSSLMode: ClientTLSMode = .disable
+    public var clientTLSCertFile: String? = nil
+    public var clientTLSKeyFile: String? = nil
+    /// CA bundle that client certificates must verify against; when set, clients are asked for one.
+    public var clientTLSCAFile: String? = nil
+    public var clientTLSProtocols: TLSProtocols = .secure
+    /// OpenSSL cipher string ("default" keeps OpenSSL's); TLS_* names set TLS 1.3 suites.
+    public var clientTLSCiphers: String = "default"
+    public var serverTLSSSLMode: ServerTLSMode = .disable
+    public var serverTLSCAFile: String? = nil
+    public var serverTLSCertFile: String? = nil
+    public var serverTLSKeyFile: String? = nil
+    public var serverTLSProtocols: TLSProtocols = .secure
+    public var serverTLSCiphers: String = "default"
+
     // Timeouts enforced by the proxy (seconds; 0 turns each off).
     public var statementTimeout: Double = 0
     /// Statements on the primary / on replicas: 0 means statement_timeout applies.
@@ -229,6 +361,15 @@ public struct Config: Equatable, Sendable {
         if let t = databases[database]?.statementTimeout { return t }
         let route = role == .primary ? proxy.primaryStatementTimeout : proxy.replicaStatementTimeout
         return route > 0 ? route : proxy.statementTimeout
+    }
+
+    /// TLS towards `backend`: its own server_tls_* keys over the [proxy] ones.
+    public func serverTLS(for backend: BackendConfig) -> ServerTLSSettings {
+        ServerTLSSettings(mode: backend.tlsMode ?? proxy.serverTLSSSLMode,
+                          caFile: backend.tlsCAFile ?? proxy.serverTLSCAFile,
+                          certFile: backend.tlsCertFile ?? proxy.serverTLSCertFile,
+                          keyFile: backend.tlsKeyFile ?? proxy.serverTLSKeyFile,
+                          protocols: proxy.serverTLSProtocols, ciphers: proxy.serverTLSCiphers)
     }
 
     /// The primary followed by the replicas.

@@ -170,6 +170,38 @@ struct ConfigReader {
                 report(header, "[\(section)] \(key.name): required key is missing")
             }
         }
+        checkTLS()
+    }
+
+    /// TLS keys that only make sense together: a mode that needs certificates has them, cert and key come in pairs.
+    private mutating func checkTLS() {
+        let proxy = config.proxy
+        func line(_ section: String, _ key: String) -> Int? { keyLines[section]?[key] }
+        if proxy.clientTLSSSLMode != .disable && (proxy.clientTLSCertFile == nil || proxy.clientTLSKeyFile == nil) {
+            errors.append(ConfigError(file: file, line: line("proxy", "client_tls_sslmode"),
+                                      message: "[proxy] client_tls_sslmode = \(proxy.clientTLSSSLMode.rawValue) needs client_tls_cert_file and client_tls_key_file"))
+        }
+        if (proxy.clientTLSCertFile == nil) != (proxy.clientTLSKeyFile == nil) {
+            errors.append(ConfigError(file: file, line: line("proxy", "client_tls_cert_file") ?? line("proxy", "client_tls_key_file"),
+                                      message: "[proxy] client_tls_cert_file and client_tls_key_file go together"))
+        }
+        if proxy.clientTLSSSLMode.requiresCertificate && proxy.clientTLSCAFile == nil {
+            errors.append(ConfigError(file: file, line: line("proxy", "client_tls_sslmode"),
+                                      message: "[proxy] client_tls_sslmode = \(proxy.clientTLSSSLMode.rawValue) needs client_tls_ca_file (to verify client certificates)"))
+        }
+        if proxy.authType == .cert && (proxy.clientTLSSSLMode == .disable || proxy.clientTLSCAFile == nil) {
+            errors.append(ConfigError(file: file, line: line("proxy", "auth_type"),
+                                      message: "[proxy] auth_type = cert needs client_tls_sslmode other than disable and client_tls_ca_file"))
+        }
+        let sections = [("primary", config.primary)] + config.replicas.map { ("replica." + $0.name, $0) }
+        for (name, backend) in sections {
+            let tls = config.serverTLS(for: backend)
+            if (tls.certFile == nil) != (tls.keyFile == nil) {
+                errors.append(ConfigError(file: file, line: line(name, "server_tls_cert_file") ?? line(name, "server_tls_key_file")
+                                              ?? line("proxy", "server_tls_cert_file") ?? line("proxy", "server_tls_key_file"),
+                                          message: "[\(name)] server_tls_cert_file and server_tls_key_file go together"))
+            }
+        }
     }
 
     private mutating func openSection(_ name: String, line: Int) {

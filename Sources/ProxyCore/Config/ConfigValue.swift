@@ -107,6 +107,32 @@ extension ConfigValue where T: RawRepresentable & CaseIterable & Sendable, T.Raw
     }
 }
 
+extension ConfigValue where T == TLSProtocols {
+    /// TLS versions separated by commas, colons or blanks: `tlsv1.0`, `tlsv1.1`, `tlsv1.2`, `tlsv1.3`, or
+    /// `secure` (1.2 and 1.3), `all`/`legacy` (1.0 to 1.3). They must form a contiguous range.
+    static var tlsProtocols: ConfigValue<TLSProtocols> {
+        let expected = "TLS versions (tlsv1.0, tlsv1.1, tlsv1.2, tlsv1.3, secure, all) forming a contiguous range"
+        return ConfigValue(kind: "list", parse: { raw, _ throws(ConfigValueMismatch) in
+            var chosen = Set<TLSVersion>()
+            let words = raw.lowercased().split(whereSeparator: { $0 == "," || $0 == ":" || $0 == " " || $0 == "\t" })
+            for word in words {
+                switch word {
+                case "secure": chosen.formUnion([.tls1_2, .tls1_3])
+                case "all", "legacy": chosen.formUnion(TLSVersion.allCases)
+                case "tlsv1": chosen.insert(.tls1_0)
+                default:
+                    guard let v = TLSVersion(rawValue: String(word)) else { throw ConfigValueMismatch(expected: expected) }
+                    chosen.insert(v)
+                }
+            }
+            guard let lowest = chosen.min(), let highest = chosen.max() else { throw ConfigValueMismatch(expected: expected) }
+            let range = TLSProtocols(lowest: lowest, highest: highest)
+            guard range.versions.count == chosen.count else { throw ConfigValueMismatch(expected: expected) }
+            return range
+        }, render: { $0.versions.map(\.rawValue).joined(separator: ",") })
+    }
+}
+
 /// Duration and size units: parsing and the shortest exact rendering.
 public enum ConfigUnits {
     /// Duration units, largest first, in microseconds.
@@ -215,7 +241,7 @@ fileprivate extension Character {
 
 extension ConfigValue {
     /// One of an enum's raw values, where unset (nil) means "decided elsewhere" (e.g. a backend's role by its section).
-    static func optionalChoice<E>(_ type: E.Type) -> ConfigValue<E?>
+    static func optionalChoice<E>(_ type: E.Type, unset: String = "(section's role)") -> ConfigValue<E?>
     where E: RawRepresentable & CaseIterable & Sendable, E.RawValue == String, T == E? {
         let names = E.allCases.map(\.rawValue)
         return ConfigValue<E?>(kind: "enum: " + names.joined(separator: "|"), parse: { raw, _ throws(ConfigValueMismatch) in
@@ -223,6 +249,6 @@ extension ConfigValue {
                 throw ConfigValueMismatch(expected: "one of " + names.joined(separator: ", "))
             }
             return value
-        }, render: { $0?.rawValue ?? "(section's role)" })
+        }, render: { $0?.rawValue ?? unset })
     }
 }

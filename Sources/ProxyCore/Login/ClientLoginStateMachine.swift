@@ -1,5 +1,6 @@
-// The client side of a login, without sockets: startup packet, SSL/GSS refusal, cancel requests and
-// password authentication (trust, md5, SCRAM-SHA-256). It returns actions; ProxyIO sends and closes.
+// The client side of a login, without sockets: startup packet, TLS negotiation (accept 'S', refuse 'N',
+// 28000 for plaintext under require), cancel requests and authentication (trust, md5, SCRAM-SHA-256,
+// client certificate). It returns actions; ProxyIO sends, starts TLS and closes.
 import PGWire
 
 /// What a client asked for once it is authenticated.
@@ -17,9 +18,24 @@ public struct ClientLogin: Equatable, Sendable {
     }
 }
 
+/// What the TLS handshake established about a client.
+public struct TLSPeer: Equatable, Sendable {
+    /// The client presented a certificate; it verified against client_tls_ca_file (else the handshake failed).
+    public var hasCertificate: Bool
+    /// The certificate's subject CommonName, if it has exactly one without NUL bytes.
+    public var commonName: String?
+
+    public init(hasCertificate: Bool, commonName: String?) {
+        self.hasCertificate = hasCertificate
+        self.commonName = commonName
+    }
+}
+
 public struct ClientLoginStateMachine {
     public enum State {
         case awaitingStartup
+        /// 'S' was sent: the TLS handshake runs before the next startup packet.
+        case awaitingTLSHandshake
         case awaitingMD5(user: String, secret: Secret?, salt: [UInt8])
         case awaitingSASLInitial(user: String, exchange: SCRAMServerExchange, known: Bool)
         case awaitingSASLFinal(user: String, exchange: SCRAMServerExchange, known: Bool)
@@ -32,6 +48,12 @@ public struct ClientLoginStateMachine {
         case send([UInt8])
         /// Answer an SSLRequest/GSSENCRequest with this single byte and keep reading a startup packet.
         case refuseEncryption(UInt8)
+        /// Answer an SSLRequest with 'S' and run the TLS handshake as the server; then report `tlsEstablished`.
+        case acceptEncryption
+        /// Nothing to send: keep reading.
+        case none
+        /// Close without a reply (nothing can be sent: the TLS handshake failed).
+        case close(reason: String)
         /// Forward a cancel for this proxy-issued key, then close without reply.
         case cancel(processID: Int32, secretKey: Int32)
         /// Send this ErrorResponse, then close.
@@ -51,6 +73,10 @@ public struct ClientLoginStateMachine {
     let mockNonce: [UInt8]
     /// With an auth_file, trust still requires the user to be listed in it (PgBouncer does the same).
     public var requireKnownUserForTrust = false
+    /// client_tls_sslmode: whether SSLRequest gets 'S', and whether plaintext or certificate-less logins are refused.
+    public var tlsMode: ClientTLSMode = .disable
+    /// The TLS session, once established; nil while the connection is plaintext.
+    public private(set) var tls: TLSPeer?
 
     /// - Parameters:
     ///   - secrets: the auth_file lookup (nil for an unknown user).
@@ -64,17 +90,38 @@ public struct ClientLoginStateMachine {
         self.scramSecretFor = scramSecretFor
     }
 
-    public mutating func startupReceived(_ packet: StartupPacket) -> Action {
+    /// A startup packet arrived; `trailingBytes` are buffered after it (a client must wait for the answer to
+    /// SSLRequest, so bytes there would be plaintext slipped in before the handshake).
+    public mutating func startupReceived(_ packet: StartupPacket, trailingBytes: Int = 0) -> Action {
         guard case .awaitingStartup = state else {
             return failProtocol(.unexpectedMessage(type: 0))
         }
         switch packet {
-        case .sslRequest: return .refuseEncryption(UInt8(ascii: "N"))
-        case .gssEncRequest: return .refuseEncryption(UInt8(ascii: "N"))
+        case .sslRequest:
+            guard tls == nil else { return failProtocol("SSLRequest received on a connection that already uses TLS") }
+            if tlsMode == .disable { return .refuseEncryption(UInt8(ascii: "N")) }
+            guard trailingBytes == 0 else { return failProtocol("received unencrypted data after SSL request") }
+            state = .awaitingTLSHandshake
+            return .acceptEncryption
+        case .gssEncRequest:
+            guard tls == nil else { return failProtocol("GSSENCRequest received on a connection that already uses TLS") }
+            return .refuseEncryption(UInt8(ascii: "N"))
         case .cancel(let pid, let key):
+            // A cancel key is its own credential: accepted with or without TLS, as Postgres and PgBouncer do.
             state = .failed
             return .cancel(processID: pid, secretKey: key)
         case .startup(let parameters):
+            if tlsMode.requiresTLS && tls == nil {
+                state = .failed
+                return .fail(ProxyMessages.error(code: SQLState.invalidAuthorization,
+                                                 message: "TLS required: switchyard accepts only encrypted connections (client_tls_sslmode = \(tlsMode.rawValue)); connect with sslmode=require"),
+                             reason: "plaintext login refused (TLS required)")
+            }
+            if tlsMode.requiresCertificate && tls?.hasCertificate != true {
+                state = .failed
+                return .fail(ProxyMessages.error(code: SQLState.invalidAuthorization, message: "connection requires a valid client certificate"),
+                             reason: "no client certificate")
+            }
             var user = ""
             var database: String?
             var rest: [(String, String)] = []
@@ -97,9 +144,36 @@ public struct ClientLoginStateMachine {
         }
     }
 
+    /// The TLS handshake that followed 'S' completed.
+    public mutating func tlsEstablished(_ peer: TLSPeer) -> Action {
+        guard case .awaitingTLSHandshake = state else { return failProtocol("TLS handshake outside SSL negotiation") }
+        tls = peer
+        state = .awaitingStartup
+        return .none
+    }
+
+    /// The TLS handshake failed (bad ClientHello, wrong certificate, protocol mismatch): nothing more can be said.
+    public mutating func tlsFailed(_ why: String) -> Action {
+        state = .failed
+        return .close(reason: "TLS handshake failed: \(why)")
+    }
+
     private mutating func beginAuthentication(_ login: ClientLogin) -> Action {
         let secret = secrets(login.user)
         switch authType {
+        case .cert:
+            guard let peer = tls, peer.hasCertificate, let commonName = peer.commonName else {
+                state = .failed
+                return .fail(ProxyMessages.error(code: SQLState.invalidAuthorization, message: "connection requires a valid client certificate"),
+                             reason: "no client certificate")
+            }
+            guard commonName == login.user else {
+                state = .failed
+                return .fail(ProxyMessages.error(code: SQLState.invalidAuthorization,
+                                                 message: "certificate authentication failed for user \"\(login.user)\""),
+                             reason: "certificate CommonName \"\(commonName)\" is not the user name")
+            }
+            return finish()
         case .trust:
             guard secret != nil || !requireKnownUserForTrust else {
                 state = .failed
@@ -176,7 +250,7 @@ public struct ClientLoginStateMachine {
                 return finish(prefix: ProxyMessages.authenticationSASLFinal(serverFinal))
             case .failure(let f): return scramFailed(user, f)
             }
-        case .awaitingStartup, .authenticated, .failed:
+        case .awaitingStartup, .awaitingTLSHandshake, .authenticated, .failed:
             return failProtocol(.unexpectedMessage(type: frame.type))
         }
     }
@@ -202,7 +276,11 @@ public struct ClientLoginStateMachine {
     }
 
     private mutating func failProtocol(_ v: ProtocolViolation) -> Action {
+        failProtocol(v.message)
+    }
+
+    private mutating func failProtocol(_ message: String) -> Action {
         state = .failed
-        return .fail(ProxyMessages.error(code: SQLState.protocolViolation, message: v.message), reason: "protocol violation")
+        return .fail(ProxyMessages.error(code: SQLState.protocolViolation, message: message), reason: "protocol violation")
     }
 }
