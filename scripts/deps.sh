@@ -4,7 +4,7 @@
 # Safe to run repeatedly: it installs only what is missing.
 set -euo pipefail
 
-APT_PACKAGES=(libevent-dev libssl-dev libpq-dev libpg-query-dev pkg-config postgresql-15 postgresql-client-15 pgbouncer python3-pip)
+APT_PACKAGES=(libevent-dev libssl-dev libpq-dev libpg-query-dev pkg-config postgresql-15 postgresql-client-15 pgbouncer python3-pip openssl)
 PY_MODULES=(pytest psycopg asyncpg pytest_timeout)       # import names
 PIP_PACKAGES=(pytest 'psycopg[binary]' asyncpg pytest-timeout prometheus_client)
 
