@@ -13,9 +13,12 @@ final class HealthProbe: StreamHandler {
         case login(ServerLoginStateMachine)
         case idle
         case querying(row: [String?]?)
-        /// Reading pg_proc (the primary's probe only): name, schema, volatility per function.
-        case catalog(rows: [[String?]])
+        /// Reading pg_proc (the primary's probe only) into `catalogRows`.
+        case catalog
     }
+
+    /// pg_proc rows (name, schema, provolatile) read so far, while `phase` is `.catalog`.
+    private var catalogRows: [[String?]] = []
 
     /// Function volatility from the catalog, for the classifier (a function it does not know goes to the primary).
     static let catalogQuery = "SELECT p.proname, n.nspname, p.provolatile FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
@@ -53,7 +56,8 @@ final class HealthProbe: StreamHandler {
         case .idle:
             if backend.role == .primary, now >= catalogDueAt {
                 catalogDueAt = now + Self.catalogRefresh
-                phase = .catalog(rows: [])
+                phase = .catalog
+                catalogRows = []
                 deadline = now + max(settings.healthCheckTimeout, 10)
                 stream?.write(ProxyMessages.query(Self.catalogQuery))
                 return
@@ -135,15 +139,17 @@ final class HealthProbe: StreamHandler {
                 case .authentication, .parameterStatus, .backendKeyData, .notice, .negotiateProtocolVersion, .other:
                     continue
                 }
-            case .catalog(var rows):
+            case .catalog:
                 switch message {
                 case .other(type: BackendMessageID.dataRow.rawValue):
-                    if let row = Self.textColumns(frame.payload) { rows.append(row) }
-                    phase = .catalog(rows: rows)
+                    // Appended in place: the rows live outside the enum, so no copy per row.
+                    if let row = Self.textColumns(frame.payload) { catalogRows.append(row) }
                 case .error(let fields):
                     proxy.logger.warning("reading pg_proc failed", metadata: ["backend": "\(backend.name)", "error": "\(fields.message)"])
-                    phase = .catalog(rows: [])
+                    catalogRows = []
                 case .readyForQuery:
+                    let rows = catalogRows
+                    catalogRows = []
                     if !rows.isEmpty { proxy.catalogLoaded(rows) }
                     phase = .idle
                     tick(now: monotonicNow())
