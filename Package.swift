@@ -5,7 +5,12 @@ import PackageDescription
 
 /// Release builds let ProxyIO specialise ProxyCore's generics (PoolStateMachine, ResponseTracker...) instead of
 /// going through runtime generic metadata on every forwarded transaction.
-let crossModule: [SwiftSetting] = [.unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]
+/// Exclusivity is checked at compile time; the run-time checks (swift_beginAccess on every class property
+/// access, a measurable share of each forwarded message) are off in release builds.
+let crossModule: [SwiftSetting] = [
+    .unsafeFlags(["-cross-module-optimization", "-enforce-exclusivity=unchecked"], .when(configuration: .release)),
+]
+let releaseIO: [SwiftSetting] = [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
 
 let package = Package(
     name: "Switchyard",
@@ -33,7 +38,7 @@ let package = Package(
         .target(name: "ProxyIO", dependencies: [
             "ProxyCore", "PGWire", "CLibevent", "COpenSSL", "CLibpq", "CPgQuery",
             .product(name: "Logging", package: "swift-log"),
-        ]),
+        ], swiftSettings: releaseIO),
         .executableTarget(name: "switchyard", dependencies: [
             "ProxyIO", "ProxyCore",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

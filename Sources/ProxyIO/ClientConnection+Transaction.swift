@@ -253,7 +253,7 @@ extension ClientConnection {
     /// query log group statements by it).
     func queryFingerprint(total: Int) -> Fingerprint {
         stream.withContiguousInput(total) { bytes in
-            Fingerprint.of(String(decoding: UnsafeRawBufferPointer(rebasing: bytes[5..<(total - 1)]), as: UTF8.self))
+            Fingerprint.of(utf8: UnsafeRawBufferPointer(rebasing: bytes[5..<(total - 1)]))
         }
     }
 
@@ -352,7 +352,7 @@ extension ClientConnection {
     /// nil when the buffered Query of `total` bytes is anything else.
     func proxySettingReply(total: Int, status: TransactionStatus) -> [UInt8]? {
         guard stream.inputLength >= total,
-              stream.withContiguousInput(total, { SessionAnalyzer.mayHaveEffects(UnsafeRawBufferPointer(rebasing: $0[5...])) })
+              stream.withContiguousInput(total, { SessionAnalyzer.startsWithSetOrReset(UnsafeRawBufferPointer(rebasing: $0[5...])) })
         else { return nil }
         let sql = String(decoding: stream.peek(max: total).dropFirst(5).prefix { $0 != 0 }, as: UTF8.self)
         guard sql.range(of: "switchyard.", options: .caseInsensitive) != nil, SQLLexer.statements(sql).count == 1 else { return nil }

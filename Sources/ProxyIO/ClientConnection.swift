@@ -20,7 +20,8 @@ final class ClientConnection: StreamHandler, Hashable {
     }
 
     let id: Int
-    unowned let proxy: Proxy
+    /// The Proxy outlives every connection (it runs the loop that owns them): no reference counting on the hot path.
+    unowned(unsafe) let proxy: Proxy
     let stream: Stream
     let peer: String
     var phase: Phase = .startup

@@ -5,7 +5,8 @@ import PGWire
 import ProxyCore
 
 final class Pool {
-    let proxy: Proxy
+    /// The Proxy outlives its pools (it owns them): no reference counting on the hot path.
+    unowned(unsafe) let proxy: Proxy
     let database: String
     let user: String
     /// The backend this pool's servers connect to.

@@ -29,7 +29,9 @@ final class ServerConnection: StreamHandler, Hashable {
     let stream: Stream
     var phase: Phase = .connecting
     /// The attached client while active or being set up for one.
-    weak var client: ClientConnection?
+    /// Not weak (see Stream.handler): every path that ends the client's use of this server (release, goIdle,
+    /// close) clears it, and a client detaches its server before it closes.
+    unowned(unsafe) var client: ClientConnection?
     /// ParameterStatus values as the server last reported them.
     var parameters: [String: String] = [:]
     var processID: Int32 = 0
@@ -522,15 +524,19 @@ final class ServerConnection: StreamHandler, Hashable {
 
     /// The rows count at the end of a CommandComplete tag ("SELECT 3", "INSERT 0 5"), 0 when none.
     private func noteCommandComplete(total: Int) {
-        let tag = stream.peek(max: min(total, 64)).dropFirst(5)
-        var n = 0
-        var scale = 1
-        for byte in tag.reversed().drop(while: { $0 == 0 }) {
-            guard byte >= 48 && byte <= 57 else { break }
-            n += Int(byte - 48) * scale
-            scale *= 10
+        guard total <= 64 else { return }
+        requestRows += stream.withContiguousInput(total) { bytes in
+            var i = total - 1
+            while i > 5 && bytes[i] == 0 { i -= 1 }
+            var n = 0
+            var scale = 1
+            while i > 5, bytes[i] >= 48, bytes[i] <= 57 {
+                n += Int(bytes[i] - 48) * scale
+                scale *= 10
+                i -= 1
+            }
+            return n
         }
-        requestRows += n
     }
 
     /// The first error's SQLSTATE in the current request (read from a whole ErrorResponse in the input).

@@ -50,7 +50,9 @@ final class Stream {
     private(set) var bev: OpaquePointer?
     private(set) var input: OpaquePointer
     private(set) var output: OpaquePointer
-    weak var handler: StreamHandler?
+    /// Not weak: a weak reference would put every retain and release of a connection on the slow path. Safe
+    /// because `close()` and `closeAfterFlush()` clear it, and every owner closes its stream before it goes.
+    unowned(unsafe) var handler: StreamHandler?
     fileprivate(set) var closingAfterFlush = false
     private var selfRetain: Stream?
     private(set) var isClosed = false

@@ -14,6 +14,14 @@ final class FingerprintTests: XCTestCase {
         XCTAssertNotEqual(Fingerprint.of(a).id, Fingerprint.of(b).id, file: file, line: line)
     }
 
+    func testBytesAndStringGiveTheSameFingerprint() {
+        for sql in ["SELECT abalance FROM pgbench_accounts WHERE aid = 42;", "select 'é' || $1, \"Q\" from t where x in (1, 2)"] {
+            var text = sql
+            let fromBytes = text.withUTF8 { Fingerprint.of(utf8: UnsafeRawBufferPointer($0)) }
+            XCTAssertEqual(fromBytes, Fingerprint.of(sql))
+        }
+    }
+
     func testNormalizedText() {
         XCTAssertEqual(Fingerprint.of("SELECT * FROM t WHERE id = 42 AND name = 'bob'").normalized,
                        "select * from t where id = $1 and name = $2")

@@ -115,6 +115,19 @@ final class SessionEffectsTests: XCTestCase {
         ("DO $$ plpy.execute('LISTEN x') $$ LANGUAGE plpython3u", [.unknownSessionChange]),
     ]
 
+    func testStartsWithSetOrReset() {
+        func check(_ sql: String) -> Bool {
+            var text = sql
+            return text.withUTF8 { SessionAnalyzer.startsWithSetOrReset(UnsafeRawBufferPointer($0)) }
+        }
+        XCTAssertTrue(check("SET switchyard.statement_timeout = '2s'"))
+        XCTAssertTrue(check("  /* hint */ reset switchyard.route"))
+        XCTAssertTrue(check("-- c\nSet x = 1"))
+        XCTAssertFalse(check("SELECT set_config('a', 'b', false)"))
+        XCTAssertFalse(check("settle"))
+        XCTAssertFalse(check("UPDATE t SET a = 1"))
+    }
+
     func testEffectsTable() {
         for (sql, expected) in table {
             XCTAssertEqual(SessionAnalyzer.effects(of: sql), expected, sql)

@@ -25,6 +25,11 @@ public struct Fingerprint: Hashable, Sendable, CustomStringConvertible {
         Fingerprint(bytes: normalize(SQLLexer.tokens(sql)))
     }
 
+    /// The fingerprint of raw UTF-8 text (a Query payload without its NUL), without making a String of it first.
+    public static func of(utf8 bytes: UnsafeRawBufferPointer) -> Fingerprint {
+        Fingerprint(bytes: normalize(SQLLexer.tokens(bytes)))
+    }
+
     public var description: String { normalized }
 
     public func hash(into hasher: inout Hasher) { hasher.combine(id) }

@@ -110,6 +110,12 @@ public enum SessionAnalyzer {
         return false
     }
 
+    /// Whether the text could be a lone SET or RESET (its first word, after spaces and comments): the cheap test
+    /// before looking for the proxy's own settings (`SET switchyard.statement_timeout ...`).
+    public static func startsWithSetOrReset(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        startsWithWord(bytes, "set") || startsWithWord(bytes, "reset")
+    }
+
     /// Whether the text's first word (after spaces and comments) is `word` (lowercase).
     private static func startsWithWord(_ bytes: UnsafeRawBufferPointer, _ word: StaticString) -> Bool {
         var i = 0
