@@ -220,7 +220,32 @@ final class ClientConnection: StreamHandler, Hashable {
             startupParameters[name] = SQLText.quote(value)
         }
         session.parameters = startupParameters
+        if poolMode == .transaction, let cached = proxy.greetings[greetingKey],
+           let reported = StartupOptions.greeting(cached: cached, startup: info?.parameters ?? []) {
+            // Transaction mode: a server already told us this database's parameters; no server is needed
+            // until the first query (the client's own values are SET on whichever server it gets).
+            greet(reported)
+            phase = .idle
+            idleSince = monotonicNow()
+            return idleInput()
+        }
         requestServer()
+    }
+
+    /// The key of the greeting cache: database and user.
+    private var greetingKey: String { (info?.database ?? "") + "\u{0}" + (info?.user ?? "") }
+
+    /// AuthenticationOk (after the SASL final message owed), ParameterStatus, BackendKeyData, ReadyForQuery.
+    private func greet(_ parameters: [String: String]) {
+        greeted = true
+        var greeting = authPrefix + ProxyMessages.authenticationOk()
+        authPrefix = []
+        for (name, value) in parameters.sorted(by: { $0.key < $1.key }) {
+            greeting += ProxyMessages.parameterStatus(name, value)
+        }
+        greeting += ProxyMessages.backendKeyData(processID: processID, secretKey: secretKey)
+        greeting += ProxyMessages.readyForQuery(.idle)
+        stream.write(greeting)
     }
 
     /// The SASL final message owed before AuthenticationOk, once.
@@ -390,15 +415,14 @@ final class ClientConnection: StreamHandler, Hashable {
         serverRetries = 0
         server.readySince = monotonicNow()
         if greeted { return relayToServer() }
-        greeted = true
-        var greeting = authPrefix + ProxyMessages.authenticationOk()
-        authPrefix = []
-        for (name, value) in server.parameters.sorted(by: { $0.key < $1.key }) {
-            greeting += ProxyMessages.parameterStatus(name, value)
+        greet(server.parameters)
+        if poolMode == .transaction, proxy.greetings[greetingKey] == nil {
+            // What this server reported greets the next clients of this database and user, when this client set
+            // nothing but greetable values (application_name, reset to the server default here).
+            if let cached = StartupOptions.cacheableGreeting(server.parameters, startup: info?.parameters ?? []) {
+                proxy.greetings[greetingKey] = cached
+            }
         }
-        greeting += ProxyMessages.backendKeyData(processID: processID, secretKey: secretKey)
-        greeting += ProxyMessages.readyForQuery(.idle)
-        stream.write(greeting)
         log.debug("client got server", metadata: ["client": "\(label)", "server": "\(server.label)"])
         if poolMode == .transaction {
             transactionEnded(on: server)

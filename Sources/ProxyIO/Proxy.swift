@@ -35,6 +35,9 @@ public final class Proxy {
     private var nextSummary = 0.0
     /// Clients whose read waits for a replica to replay their own write (read-your-writes).
     var waitingForReplica: Set<ClientConnection> = []
+    /// Transaction mode: the ParameterStatus values a server reported to the first client of each database and
+    /// user ("db\0user"), to greet later clients without waiting for a server.
+    var greetings: [String: [String: String]] = [:]
     /// The last SCRAM ClientKey each user proved, for SCRAM pass-through to servers (any backend).
     var scramClientKeys: [String: [UInt8]] = [:]
     /// Protocol-level prepared statements of all clients (transaction mode): one id per distinct query.

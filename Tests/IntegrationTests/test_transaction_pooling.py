@@ -918,3 +918,28 @@ def test_pipeline_with_two_syncs_and_an_error_in_the_first(tx_proxy):
         assert err is None and rows == [["late"]], (rows, err)
     finally:
         c.close()
+
+
+def test_login_needs_no_server_once_the_database_was_greeted(start_proxy):
+    """Transaction mode greets later clients from the parameters a server reported (as PgBouncer does): a
+    client logs in while every server is busy, sees its own application_name, and waits only at its first query."""
+    p = start_proxy(pool_mode="transaction", default_pool_size=1)
+    holder = p.connect(application_name="holder")
+    holder.execute("BEGIN")
+    holder.execute("SELECT 1")
+    t0 = time.monotonic()
+    late = p.connect(application_name="late-one")
+    assert time.monotonic() - t0 < 2, "login waited for a server"
+    assert late.info.parameter_status("application_name") == "late-one"
+    assert late.info.parameter_status("server_version")
+    plain = p.connect()
+    assert plain.info.parameter_status("application_name") == ""
+    holder.execute("COMMIT")
+    assert late.execute("SHOW application_name").fetchone()[0] == "late-one"
+    assert plain.execute("SHOW application_name").fetchone()[0] == ""
+    # A startup value only a server can check still makes the login go through a server (and fail there).
+    with pytest.raises(psycopg.OperationalError):
+        p.connect(options="-c DateStyle=nonsense").close()
+    for c in (holder, late, plain):
+        c.close()
+    p.assert_alive()

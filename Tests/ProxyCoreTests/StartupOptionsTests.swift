@@ -6,6 +6,21 @@ import ProxyCore
 final class StartupOptionsTests: XCTestCase {
     private func flat(_ pairs: [(String, String)]) -> [String] { pairs.map { $0.0 + "=" + $0.1 } }
 
+    func testGreetingWithoutAServer() {
+        let server = ["application_name": "first", "DateStyle": "ISO, MDY", "client_encoding": "UTF8", "server_version": "15.18"]
+        let cached = StartupOptions.cacheableGreeting(server, startup: [("application_name", "first")])
+        XCTAssertEqual(cached?["application_name"], "", "one client's application_name is not another's")
+        XCTAssertNil(StartupOptions.cacheableGreeting(server, startup: [("options", "-c DateStyle=German")]))
+        let base = cached!
+        XCTAssertEqual(StartupOptions.greeting(cached: base, startup: [])?["application_name"], "")
+        XCTAssertEqual(StartupOptions.greeting(cached: base, startup: [("application_name", "pgbench")])?["application_name"], "pgbench")
+        XCTAssertEqual(StartupOptions.greeting(cached: base, startup: [("client_encoding", "utf-8")])?["client_encoding"], "UTF8")
+        // Values only a server can check: greeted from a server, which refuses bad ones at login.
+        XCTAssertNil(StartupOptions.greeting(cached: base, startup: [("DateStyle", "German")]))
+        XCTAssertNil(StartupOptions.greeting(cached: base, startup: [("client_encoding", "LATIN1")]))
+        XCTAssertNil(StartupOptions.greeting(cached: base, startup: [("options", "-c search_path=x")]))
+    }
+
     func testParseOptionsTable() {
         let cases: [(String, [String], UInt)] = [
             ("-c search_path=a,b -c statement_timeout=5s", ["search_path=a,b", "statement_timeout=5s"], #line),

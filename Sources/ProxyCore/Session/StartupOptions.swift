@@ -59,4 +59,32 @@ public enum StartupOptions {
     static func isIdentifier(_ s: String) -> Bool {
         !s.isEmpty && s.utf8.allSatisfy { ($0 >= 97 && $0 <= 122) || ($0 >= 48 && $0 <= 57) || $0 == 95 || $0 == 46 }
     }
+
+    /// Startup parameters a client may set and still be greeted without a server (transaction mode): values
+    /// that cannot fail later when the first server gets them.
+    static let greetableParameters: Set<String> = ["application_name", "fallback_application_name", "extra_float_digits"]
+
+    /// The ParameterStatus set for greeting a client without a server: the values a server reported for this
+    /// database and user, with the client's own startup values over them. nil when the client set anything
+    /// whose value only a server can check (then it is greeted from a server, which rejects bad values at login).
+    public static func greeting(cached: [String: String], startup: [(String, String)]) -> [String: String]? {
+        var reported = cached
+        for (name, value) in effectiveParameters(startup) {
+            let lower = name.lowercased()
+            if lower == "client_encoding", ["utf8", "utf-8", "unicode"].contains(value.lowercased()) { continue }
+            guard greetableParameters.contains(lower) else { return nil }
+            if let key = reported.keys.first(where: { $0.lowercased() == lower }) { reported[key] = value }
+        }
+        return reported
+    }
+
+    /// What a server reported to a client, as a greeting for later clients: nil when that client set values
+    /// that would leak into others' greetings; its application_name (the only such value allowed) goes back
+    /// to the server default, empty.
+    public static func cacheableGreeting(_ reported: [String: String], startup: [(String, String)]) -> [String: String]? {
+        guard greeting(cached: [:], startup: startup) != nil else { return nil }
+        var cached = reported
+        for key in cached.keys where key.lowercased() == "application_name" { cached[key] = "" }
+        return cached
+    }
 }
