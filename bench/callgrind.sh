@@ -36,16 +36,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1]); s.close()"; }
-wait_port() { # port pid logfile
-    local i
-    for i in $(seq 1 600); do
-        kill -0 "$2" 2>/dev/null || { tail -n 20 "$3" >&2; die "proxy exited at startup"; }
-        python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 0.2).close()" "$1" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    die "proxy is not listening on $1"
-}
+# shellcheck source=bench/lib.sh
+. "$REPO/bench/lib.sh"
 
 SY_BIN="${SWITCHYARD_BIN:-}"
 if [[ " $TARGETS " == *" switchyard "* && -z "$SY_BIN" ]]; then
@@ -59,18 +51,8 @@ if [[ -n "$SY_BIN" ]]; then
     SY_BIN="$WORK/switchyard"
 fi
 
-if [[ -n "${CLUSTER_ENV:-}" ]]; then
-    # shellcheck disable=SC1090
-    . "$CLUSTER_ENV"
-else
-    CLUSTER_DIR="$WORK/cluster"
-    scripts/cluster.sh start "$CLUSTER_DIR" >/dev/null
-    # shellcheck disable=SC1091
-    . "$CLUSTER_DIR/cluster.env"
-fi
-PGBENCH="${PG_BIN:-/usr/lib/postgresql/15/bin}/pgbench"
-export PGUSER=sy_scram PGPASSWORD=scram-pass PGDATABASE=sydb PGHOST=127.0.0.1
-"$PGBENCH" -i -q -s 1 -p "$PRIMARY_PORT" >"$WORK/init.log" 2>&1 || { cat "$WORK/init.log" >&2; die "pgbench -i failed"; }
+use_cluster
+init_pgbench 1
 printf '"sy_scram" "scram-pass"\n' >"$WORK/userlist.txt"
 AS_PG=()
 [[ "$(id -u)" == 0 ]] && AS_PG=(setpriv --reuid=postgres --regid=postgres --init-groups) && chown -R postgres: "$WORK"
@@ -129,7 +111,7 @@ instructions() { # target transactions -> total instructions (Ir) of the proxy p
     esac
     "${cmd[@]}" >"$WORK/$target.$tx.log" 2>&1 </dev/null &
     PROXY_PID=$!
-    wait_port "$port" "$PROXY_PID" "$WORK/$target.$tx.log"
+    wait_port "$port" "$PROXY_PID" "$target" "$WORK/$target.$tx.log" 600
     if [[ "$target" == switchyard && "$REPLICAS" == 1 ]]; then
         # The first probe reads the primary's pg_proc (once per 5 minutes): not part of a transaction's cost.
         for _ in $(seq 1 600); do grep -q "function catalog loaded" "$WORK/$target.$tx.log" && break; sleep 0.1; done

@@ -104,20 +104,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-    python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1]); s.close()"
-}
-
-wait_port() { # port pid name logfile
-    local i
-    for i in $(seq 1 100); do
-        kill -0 "$2" 2>/dev/null || { tail -n 20 "$4" >&2; die "$3 exited at startup (log: $4)"; }
-        python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 0.2).close()" "$1" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    tail -n 20 "$4" >&2
-    die "$3 is not listening on $1"
-}
+# shellcheck source=bench/lib.sh
+. "$REPO/bench/lib.sh"
 
 descendants() { # pid -> the pids of its live descendants
     python3 - "$1" <<'EOF'
@@ -197,26 +185,8 @@ if has_target switchyard && [[ ! -x "$SY_BIN" ]]; then
 fi
 
 # ---- 2. cluster ----
-if [[ -n "${CLUSTER_ENV:-}" ]]; then
-    # shellcheck disable=SC1090
-    . "$CLUSTER_ENV"
-else
-    CLUSTER_DIR="$WORK/cluster"
-    scripts/cluster.sh start "$CLUSTER_DIR" >/dev/null
-    # shellcheck disable=SC1091
-    . "$CLUSTER_DIR/cluster.env"
-fi
-PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
-PGBENCH="$PG_BIN/pgbench"
-[[ -x "$PGBENCH" ]] || PGBENCH="$(command -v pgbench)"
-PSQL="$PG_BIN/psql"
-[[ -x "$PSQL" ]] || PSQL="$(command -v psql)"
-
-export PGUSER=sy_scram PGPASSWORD=scram-pass PGDATABASE=sydb PGHOST=127.0.0.1
-if [[ "${SKIP_INIT:-0}" != 1 ]]; then
-    log "pgbench -i -s $SCALE (direct to the primary on $PRIMARY_PORT)"
-    "$PGBENCH" -i -q -s "$SCALE" -p "$PRIMARY_PORT" >"$WORK/init.log" 2>&1 || { cat "$WORK/init.log" >&2; die "pgbench -i failed"; }
-fi
+use_cluster
+init_pgbench "$SCALE"
 
 q() { # port sql -> one value, as the bench user over TCP
     "$PSQL" -X -Atq -h 127.0.0.1 -p "$1" -c "$2"
