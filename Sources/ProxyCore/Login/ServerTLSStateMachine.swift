@@ -46,22 +46,22 @@ public struct ServerTLSStateMachine {
     /// they would be plaintext injected in front of the encrypted session).
     public mutating func responseReceived(_ byte: UInt8, trailingBytes: Int) -> Action {
         guard case .awaitingResponse = state else { return fail("unexpected data during TLS negotiation") }
-        switch byte {
-        case UInt8(ascii: "S"):
+        if byte == UInt8(ascii: "S") {
             guard trailingBytes == 0 else { return fail("received unencrypted data after SSL response") }
             state = .handshaking
             return .startTLS
-        case UInt8(ascii: "N"):
-            if mode == .prefer {
-                state = .ready(encrypted: false)
-                return .proceed(encrypted: false)
-            }
-            return fail("server does not support TLS, but server_tls_sslmode = \(mode.rawValue) requires it")
-        case UInt8(ascii: "E"):
-            return fail("server refused the SSL request with an error (a server older than Postgres 7.0?)")
-        default:
-            return fail("received invalid response to SSL negotiation: \(ProtocolViolation.describe(byte))")
         }
+        if byte == UInt8(ascii: "N") {
+            guard mode == .prefer else {
+                return fail("server does not support TLS, but server_tls_sslmode = \(mode.rawValue) requires it")
+            }
+            state = .ready(encrypted: false)
+            return .proceed(encrypted: false)
+        }
+        if byte == UInt8(ascii: "E") {
+            return fail("server refused the SSL request with an error (a server older than Postgres 7.0?)")
+        }
+        return fail("received invalid response to SSL negotiation: \(ProtocolViolation.describe(byte))")
     }
 
     /// The TLS handshake (and the certificate checks the mode asks for) succeeded.
