@@ -52,13 +52,8 @@ public struct Fingerprint: Hashable, Sendable, CustomStringConvertible {
             space()
             placeholder += 1
             out.append(UInt8(ascii: "$"))
-            var digits: [UInt8] = []
-            var n = placeholder
-            repeat {
-                digits.append(UInt8(48 + n % 10))
-                n /= 10
-            } while n > 0
-            out.append(contentsOf: digits.reversed())
+            // A small String (no heap allocation) for the number's digits.
+            out.append(contentsOf: String(placeholder).utf8)
         }
         var i = 0
         while i < end {

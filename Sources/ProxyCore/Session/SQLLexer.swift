@@ -419,9 +419,14 @@ public enum SQLLexer {
         }
         let word: String
         if hasUpper {
-            var bytes = Array(UnsafeBufferPointer(rebasing: s[i..<j]))
-            for m in bytes.indices where bytes[m] >= 65 && bytes[m] <= 90 { bytes[m] |= 0x20 }
-            word = String(decoding: bytes, as: UTF8.self)
+            // Lowercased straight into the String's storage (no array in between; short words stay inline).
+            word = String(unsafeUninitializedCapacity: j - i) { buffer in
+                for m in 0..<(j - i) {
+                    let b = s[i + m]
+                    buffer[m] = b >= 65 && b <= 90 ? b | 0x20 : b
+                }
+                return j - i
+            }
         } else {
             word = text(s, i..<j)
         }
