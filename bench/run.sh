@@ -25,6 +25,8 @@
 #                                     like Switchyard's per-transaction choice; off: one per session)
 #   VERIFY_TX=500                     transactions per client (4 clients) of the routing check; 0 skips it
 #   MICROBENCH=1  MICROBENCH_SECONDS=1   classifier microbenchmark (needs the switchyard target)
+#   LATENCY_PLOT=file.png             plot the latency distribution of each target (last round) and print
+#                                     percentiles and the p99 each proxy adds over direct (bench/latency_plot.py)
 #   BENCH_OUT=file.md                 also write the Markdown summary there
 set -euo pipefail
 
@@ -59,6 +61,11 @@ die() { echo "bench: error: $*" >&2; exit 1; }
 WORK="$(mktemp -d /tmp/sy-bench.XXXXXX)"
 chmod 755 "$WORK"
 CLUSTER_DIR=""
+if [[ -n "${LATENCY_PLOT:-}" ]]; then
+    export LATENCY_DIR="$WORK/latency"
+    mkdir -p "$LATENCY_DIR"
+    LATENCY_PLOT="$(realpath -m "$LATENCY_PLOT")"
+fi
 PGB_PID=""
 SY_PID=""
 PGPOOL_PID=""
@@ -495,6 +502,11 @@ for f in glob.glob(prefix + ".*"):
                 lat_us.append(int(parts[2]))
 lat_us.sort()
 p99 = lat_us[min(len(lat_us) - 1, int(len(lat_us) * 0.99))] / 1000 if lat_us else float("nan")
+import os
+if os.environ.get("LATENCY_DIR"):
+    # The latest round's per-transaction latencies, for bench/latency_plot.py.
+    with open(os.path.join(os.environ["LATENCY_DIR"], f"{script}_{target}.txt"), "w") as fh:
+        fh.write("\n".join(map(str, lat_us)) + "\n")
 cpu = "" if target == "direct" or tx == 0 else f"{int(ticks) * 1e6 / int(clk) / tx:.2f}"
 print(f"{rnd}\t{script}\t{target}\t{tps:.1f}\t{lat:.3f}\t{p99:.3f}\t{tx}\t{cpu}")
 EOF
@@ -531,7 +543,16 @@ if [[ "$MICROBENCH" == 1 && -n "$SY_BIN" ]] && has_target switchyard; then
         >"$MICRO_STATS" 2>>"$WORK/microbench.err" || : >"$MICRO_STATS"
 fi
 
-# ---- 9. summary ----
+# ---- 9. latency distribution (LATENCY_PLOT) ----
+LATENCY_TABLE=""
+if [[ -n "${LATENCY_PLOT:-}" ]]; then
+    python3 -c "import matplotlib" 2>/dev/null || python3 -m pip install -q --disable-pip-version-check matplotlib >&2 \
+        || log "WARNING: matplotlib could not be installed; no plot"
+    LATENCY_TABLE="$WORK/latency.md"
+    python3 "$REPO/bench/latency_plot.py" "$LATENCY_DIR" "$LATENCY_PLOT" >"$LATENCY_TABLE" || LATENCY_TABLE=""
+fi
+
+# ---- 10. summary ----
 SUMMARY="$WORK/summary.md"
 VERSIONS="pgbench $("$PGBENCH" --version | awk '{print $3}')"
 has_target pgbouncer && VERSIONS+=", PgBouncer $(pgbouncer --version | head -1 | awk '{print $2}')"
@@ -625,6 +646,7 @@ if text:
         print(f"| {r['name']} | {r['detail']} | {r['cpu_ns_median'] / 1000:.2f} | {r['cpu_ns_min'] / 1000:.2f} "
               f"| {r['wall_ns_median'] / 1000:.2f} |")
 EOF
+[[ -n "$LATENCY_TABLE" ]] && cat "$LATENCY_TABLE" >>"$SUMMARY"
 echo
 cat "$SUMMARY"
 if [[ -n "${BENCH_OUT:-}" ]]; then
