@@ -75,7 +75,7 @@ extension ClientConnection {
             return AdminConsole.error(error)
         }
         log.info("admin command", metadata: ["client": "\(label)", "command": "\(sql)"])
-        if let result = AdminConsole.result(of: command, snapshot: proxy.adminSnapshot()) {
+        if let result = AdminConsole.result(of: command, snapshot: proxy.adminSnapshot(for: command)) {
             return AdminConsole.encode(result)
         }
         switch command {
@@ -102,7 +102,7 @@ extension ClientConnection {
 
 extension Proxy {
     /// What SHOW CLIENTS / SERVERS / POOLS / CONFIG / VERSION read: a copy of the registries right now.
-    func adminSnapshot() -> AdminSnapshot {
+    func adminSnapshot(for command: AdminCommand) -> AdminSnapshot {
         let now = monotonicNow()
         let wallNow = Date().timeIntervalSince1970
         func wall(_ monotonic: Double) -> String {
@@ -172,9 +172,15 @@ extension Proxy {
                 lagBytes: st.lagBytes, lagSeconds: st.lagSeconds, outstanding: st.outstanding, weight: st.weight,
                 lastError: st.lastError)
         }
-        snapshot.stats = stats.statsRows(now: now)
-        snapshot.queries = stats.queryRows(limit: 100, now: now)
-        snapshot.latency = stats.latencyRows(now: now)
+        // The stats views walk every fingerprint (milliseconds with a full table): only for the command showing them.
+        switch command {
+        case .showStats: snapshot.stats = stats.statsRows(now: now)
+        case .showQueries: snapshot.queries = stats.queryRows(limit: 100, now: now)
+        case .showLatency: snapshot.latency = stats.latencyRows(now: now)
+        case .showClients, .showServers, .showPools, .showConfig, .showVersion, .showHelp, .showLists, .showBackends,
+             .pause, .resume, .reload, .shutdown:
+            break
+        }
         return snapshot
     }
 

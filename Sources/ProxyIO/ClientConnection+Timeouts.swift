@@ -34,8 +34,7 @@ extension ClientConnection {
     func statementTimeout(on server: ServerConnection) -> Double {
         if let override = statementTimeoutOverride { return override }
         guard let pool else { return proxy.config.proxy.statementTimeout }
-        let onPrimary = proxy.backends.status(server.backend.name)?.isPrimary ?? (server.backend.role == .primary)
-        return proxy.config.statementTimeout(user: pool.user, database: pool.database, role: onPrimary ? .primary : .replica)
+        return proxy.config.statementTimeout(user: pool.user, database: pool.database, role: proxy.role(of: server.backend))
     }
 
     /// Janitor: every client-side timeout, decided by Timeouts.check.

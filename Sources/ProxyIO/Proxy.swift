@@ -459,12 +459,13 @@ public final class Proxy {
         FileHandle.standardError.write(Data(text.utf8))
     }
 
-    /// The role a backend plays now: a configured primary, or an auto backend its probes found not in recovery.
+    /// The role a backend plays now: its configured role, or for `role = auto` what its probes found (a
+    /// replica until a probe saw it out of recovery; its section's role if the backend set does not list it).
     func role(of backend: BackendConfig) -> BackendRole {
         switch backend.roleSetting ?? (backend.role == .primary ? .primary : .replica) {
         case .primary: return .primary
         case .replica: return .replica
-        case .auto: return backends.status(backend.name)?.isPrimary == true ? .primary : .replica
+        case .auto: return (backends.status(backend.name)?.isPrimary).map { $0 ? .primary : .replica } ?? backend.role
         }
     }
 
