@@ -75,9 +75,6 @@ extension ClientConnection {
             return AdminConsole.error(error)
         }
         log.info("admin command", metadata: ["client": "\(label)", "command": "\(sql)"])
-        if let result = AdminConsole.result(of: command, snapshot: proxy.adminSnapshot(for: command)) {
-            return AdminConsole.encode(result)
-        }
         switch command {
         case .reload:
             if let error = proxy.reload() {
@@ -95,14 +92,51 @@ extension ClientConnection {
             proxy.resume(database)
             return AdminConsole.commandComplete(command.commandTag)
         case .showClients, .showServers, .showPools, .showConfig, .showVersion, .showHelp, .showLists, .showBackends, .showStats, .showQueries, .showLatency:
-            return AdminConsole.commandComplete(command.commandTag)
+            // Every worker adds its part; the reply comes on this client's loop.
+            proxy.gatherAdminSnapshot(for: command) { [weak self] snapshot in
+                guard let self, case .admin = self.phase else { return }
+                let reply = AdminConsole.result(of: command, snapshot: snapshot).map(AdminConsole.encode)
+                    ?? AdminConsole.commandComplete(command.commandTag)
+                self.adminCommandFinished(reply)
+            }
+            return nil
         }
     }
 }
 
 extension Proxy {
-    /// What SHOW CLIENTS / SERVERS / POOLS / CONFIG / VERSION read: a copy of the registries right now.
-    func adminSnapshot(for command: AdminCommand) -> AdminSnapshot {
+    /// What an admin command reads, from every worker: this worker's config, backends and version, all
+    /// workers' clients, servers and pools, and for the stats views all workers' statistics merged.
+    func gatherAdminSnapshot(for command: AdminCommand, then done: @escaping (AdminSnapshot) -> Void) {
+        let withStats: Bool
+        switch command {
+        case .showStats, .showQueries, .showLatency: withStats = true
+        case .showClients, .showServers, .showPools, .showConfig, .showVersion, .showHelp, .showLists, .showBackends,
+             .pause, .resume, .reload, .shutdown:
+            withStats = false
+        }
+        workers.gather(for: index, { proxy in
+            (proxy.adminSnapshot(), withStats ? proxy.statsCopy() : nil)
+        }, then: { [unowned self] parts in
+            var snapshot = parts[index].0
+            for (i, part) in parts.enumerated() where i != index { snapshot.absorb(part.0) }
+            guard withStats else { return done(snapshot) }
+            let stats = mergedStats(parts.compactMap(\.1))
+            let now = monotonicNow()
+            switch command {
+            case .showStats: snapshot.stats = stats.statsRows(now: now)
+            case .showQueries: snapshot.queries = stats.queryRows(limit: 100, now: now)
+            case .showLatency: snapshot.latency = stats.latencyRows(now: now)
+            case .showClients, .showServers, .showPools, .showConfig, .showVersion, .showHelp, .showLists, .showBackends,
+                 .pause, .resume, .reload, .shutdown:
+                break
+            }
+            done(snapshot)
+        })
+    }
+
+    /// This worker's clients, servers, pools, config and backends right now.
+    func adminSnapshot() -> AdminSnapshot {
         let now = monotonicNow()
         let wallNow = Date().timeIntervalSince1970
         func wall(_ monotonic: Double) -> String {
@@ -171,15 +205,6 @@ extension Proxy {
                 circuit: st.circuit.rawValue, consecutiveFailures: st.consecutiveFailures, lsn: st.lsn?.description,
                 lagBytes: st.lagBytes, lagSeconds: st.lagSeconds, outstanding: st.outstanding, weight: st.weight,
                 lastError: st.lastError)
-        }
-        // The stats views walk every fingerprint (milliseconds with a full table): only for the command showing them.
-        switch command {
-        case .showStats: snapshot.stats = stats.statsRows(now: now)
-        case .showQueries: snapshot.queries = stats.queryRows(limit: 100, now: now)
-        case .showLatency: snapshot.latency = stats.latencyRows(now: now)
-        case .showClients, .showServers, .showPools, .showConfig, .showVersion, .showHelp, .showLists, .showBackends,
-             .pause, .resume, .reload, .shutdown:
-            break
         }
         return snapshot
     }

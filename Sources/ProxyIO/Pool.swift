@@ -1,5 +1,5 @@
-// The server connections of one (database, user) pair: runs PoolStateMachine's actions, opening
-// servers to the primary and handing them to waiting clients.
+// The server connections of one (database, user, backend) in one worker: runs PoolStateMachine's actions,
+// opening servers and handing them to waiting clients, within the pool_size cap shared by all workers.
 import Logging
 import PGWire
 import ProxyCore
@@ -15,12 +15,19 @@ final class Pool {
     private(set) var machine: PoolStateMachine<ClientConnection, ServerConnection>
     /// Servers being opened (owned here until they log in; then the machine's collections hold them).
     private var opening: Set<ServerConnection> = []
+    /// The pool's name among all workers' pools (Workers counts its servers against pool_size).
+    let key: String
+    /// Process-wide slots this pool holds: one per server open or opening.
+    private var slotsHeld = 0
+    /// Whether this worker asked Workers to be woken when a slot of `key` frees up.
+    private var wantsSlot = false
 
     init(proxy: Proxy, database: String, user: String, backend: BackendConfig, size: Int) {
         self.proxy = proxy
         self.backend = backend
         self.database = database
         self.user = user
+        self.key = database + "\u{0}" + user + "\u{0}" + backend.name
         self.poolMode = proxy.config.poolMode(forUser: user)
         self.machine = PoolStateMachine(maxSize: size, retryDelay: proxy.config.proxy.serverLoginRetry)
     }
@@ -56,10 +63,18 @@ final class Pool {
                 server.close(reason: tooOld ? "server_lifetime" : "server_idle_timeout")
             }
         }
-        run(machine.tick(now: now, minimum: settings.minPoolSize))
+        // min_pool_size is kept by worker 0 (the slots are the process's; other workers borrow them on demand).
+        run(machine.tick(now: now, minimum: proxy.index == 0 ? settings.minPoolSize : 0))
+        handOverIdle()
     }
 
-    func cancelWait(_ client: ClientConnection) { machine.clientLeftQueue(client) }
+    /// Another worker freed a slot of this pool while clients here waited.
+    func slotFreed() { run(machine.tick(now: monotonicNow())) }
+
+    func cancelWait(_ client: ClientConnection) {
+        machine.clientLeftQueue(client)
+        stopWantingIfServed()
+    }
 
     /// RELOAD changed this pool's size.
     func resize(_ size: Int) {
@@ -80,17 +95,46 @@ final class Pool {
     func serverLoggedIn(_ server: ServerConnection) {
         opening.remove(server)
         run(machine.serverConnected(server))
+        handOverIdle()
     }
 
-    func serverReleased(_ server: ServerConnection) { run(machine.serverReleased(server)) }
+    func serverReleased(_ server: ServerConnection) {
+        run(machine.serverReleased(server))
+        handOverIdle()
+    }
 
-    func serverClosed(_ server: ServerConnection) { run(machine.serverClosed(server, now: monotonicNow())) }
+    func serverClosed(_ server: ServerConnection) {
+        releaseSlot()
+        run(machine.serverClosed(server, now: monotonicNow()))
+    }
 
     /// A server could not be opened; `error` goes to the waiting clients if the pool is now empty.
     func serverFailed(_ server: ServerConnection, error: ErrorFields?) {
         guard opening.remove(server) != nil else { return }
+        releaseSlot()
         lastError = error ?? lastError
         run(machine.serverConnectFailed(now: monotonicNow()))
+    }
+
+    // MARK: Slots shared with other workers
+
+    private func releaseSlot() {
+        guard slotsHeld > 0 else { return }
+        slotsHeld -= 1
+        proxy.workers.releaseSlot(key)
+    }
+
+    /// An idle server here while another worker's clients wait at the cap: close it so that worker can open one.
+    private func handOverIdle() {
+        stopWantingIfServed()
+        guard let server = machine.idle.first, proxy.workers.othersWaitForSlot(key, besides: proxy.index) else { return }
+        server.close(reason: "slot handed to another worker")
+    }
+
+    private func stopWantingIfServed() {
+        guard wantsSlot, machine.waiting.isEmpty else { return }
+        wantsSlot = false
+        proxy.workers.stopWaitingForSlot(key, worker: proxy.index)
     }
 
     private var lastError: ErrorFields?
@@ -118,14 +162,23 @@ final class Pool {
     }
 
     private func openServer() {
+        let wait = !machine.waiting.isEmpty
+        guard proxy.workers.acquireSlot(key, limit: machine.maxSize, worker: proxy.index, wait: wait) else {
+            // Other workers hold pool_size servers: Workers wakes this pool (slotFreed) when one closes.
+            wantsSlot = wantsSlot || wait
+            return machine.connectDeferred()
+        }
+        slotsHeld += 1
         guard let address = SocketAddress.resolve(host: backend.host, port: backend.port) else {
             lastError = ErrorFields(fields: [UInt8(ascii: "C"): SQLState.unableToConnect,
                                              UInt8(ascii: "M"): "switchyard could not resolve backend \(backend.name) host \"\(backend.host)\""])
+            releaseSlot()
             return run(machine.serverConnectFailed(now: monotonicNow()))
         }
         guard let server = ServerConnection(id: proxy.nextID(), pool: self, backend: backend, address: address) else {
             lastError = ErrorFields(fields: [UInt8(ascii: "C"): SQLState.unableToConnect,
                                              UInt8(ascii: "M"): "switchyard could not connect to backend \(backend.name) (\(address.description))"])
+            releaseSlot()
             return run(machine.serverConnectFailed(now: monotonicNow()))
         }
         opening.insert(server)

@@ -1,5 +1,6 @@
-// The composition root: config, secrets, the listener, the registries of clients and pools, the cancel
-// key map and the janitor. One Proxy runs one event loop.
+// The composition root of one worker: config, secrets, the registries of clients and pools, the cancel key map
+// and the janitor. One Proxy runs one event loop; worker 0 also holds the listener, the health probes, the metrics
+// endpoint and the signals, and tells the other workers (Workers) what they need to know.
 import CLibevent
 import Foundation
 import Logging
@@ -17,6 +18,11 @@ public final class Proxy {
     public private(set) var config: Config
     public private(set) var logger: Logger
     let loop: EventLoop
+    /// The workers of this process and this one's position among them.
+    let workers: Workers
+    public let index: Int
+    /// Jobs other workers post to this one.
+    private(set) var mailbox: Mailbox!
     let crypto: CryptoProvider = OpenSSLCrypto()
     private(set) var secrets: [String: Secret] = [:]
     private var scramCache: [String: (password: String, secret: SCRAMSecret)] = [:]
@@ -65,6 +71,11 @@ public final class Proxy {
 
     /// pg_proc rows (name, schema, provolatile) from the primary: overloads take their most volatile form.
     func catalogLoaded(_ rows: [[String?]]) {
+        applyCatalog(rows)
+        workers.broadcast(from: index) { $0.applyCatalog(rows) }
+    }
+
+    private func applyCatalog(_ rows: [[String?]]) {
         var table: [String: FunctionVolatility] = [:]
         func merge(_ name: String, _ v: FunctionVolatility) {
             let rank: (FunctionVolatility) -> Int = { $0 == .immutable ? 0 : $0 == .stable ? 1 : 2 }
@@ -78,22 +89,26 @@ public final class Proxy {
             if schema == "pg_catalog" || schema == "public" { merge(name, v) }
         }
         classifier = Classifier(parser: PgQueryParser(), catalog: BuiltinFunctionCatalog(extra: table))
-        logger.info("function catalog loaded", metadata: ["functions": "\(rows.count)"])
+        if index == 0 { logger.info("function catalog loaded", metadata: ["functions": "\(rows.count)"]) }
     }
 
-    public init(config: Config, logger: Logger) throws {
+    public init(config: Config, logger: Logger, workers: Workers = Workers(count: 1), index: Int = 0) throws {
         self.config = config
         self.logger = logger
+        self.workers = workers
+        self.index = index
         self.loop = EventLoop()
         self.secrets = try Self.loadSecrets(config)
         self.backends = BackendSet(Self.backendList(config), policy: Self.healthPolicy(config), loadBalance: config.proxy.loadBalance)
         self.router = Router(fallback: config.proxy.replicaFallback, readYourWritesTimeout: config.proxy.readYourWritesTimeout)
         self.classifier = Classifier(parser: PgQueryParser(), catalog: BuiltinFunctionCatalog())
-        self.stats = StatsRegistry(settings: Self.statsSettings(config), now: monotonicNow())
+        self.stats = StatsRegistry(settings: Self.statsSettings(config), now: monotonicNow(), collector: workers.collector)
         self.querySampler = Self.sampler(config)
         self.nextSummary = monotonicNow() + config.proxy.statsPeriod
         (clientTLS, serverTLSContexts) = try Self.loadTLS(config)
-        logTLS()
+        mailbox = Mailbox(loop: loop)
+        workers.add(self)
+        if index == 0 { logTLS() }
     }
 
     static func statsSettings(_ config: Config) -> StatsSettings {
@@ -171,23 +186,42 @@ public final class Proxy {
 
     // MARK: Probes
 
+    /// A probe (worker 0) reached `name`: every worker's backend set learns it.
     func probeSucceeded(_ name: String, now: Double, inRecovery: Bool, lsn: LSN?, replayDelaySeconds: Double?) {
+        applyProbeSucceeded(name, now: now, inRecovery: inRecovery, lsn: lsn, replayDelaySeconds: replayDelaySeconds)
+        workers.broadcast(from: index) {
+            $0.applyProbeSucceeded(name, now: now, inRecovery: inRecovery, lsn: lsn, replayDelaySeconds: replayDelaySeconds)
+        }
+    }
+
+    private func applyProbeSucceeded(_ name: String, now: Double, inRecovery: Bool, lsn: LSN?, replayDelaySeconds: Double?) {
         let change = backends.probeSucceeded(name, now: now, inRecovery: inRecovery, lsn: lsn, replayDelaySeconds: replayDelaySeconds)
         backends.updateLag()
         // A replica's replay position moved: reads waiting for read-your-writes may go now.
         for client in waitingForReplica { client.retryRoute(now: now) }
-        if let change { logger.notice("backend \(change.to == .closed ? "back in" : "state changed")", metadata: ["backend": "\(name)", "from": "\(change.from.rawValue)", "to": "\(change.to.rawValue)"]) }
+        if let change, index == 0 { logger.notice("backend \(change.to == .closed ? "back in" : "state changed")", metadata: ["backend": "\(name)", "from": "\(change.from.rawValue)", "to": "\(change.to.rawValue)"]) }
     }
 
-    /// A pool could not connect to a replica: take it out until the probes bring it back.
+    /// A pool could not connect to a replica: take it out (in every worker) until the probes bring it back.
     func backendUnreachable(_ name: String, error: String) {
+        applyBackendUnreachable(name, error: error)
+        workers.broadcast(from: index) { $0.applyBackendUnreachable(name, error: error) }
+    }
+
+    private func applyBackendUnreachable(_ name: String, error: String) {
         if let change = backends.markDown(name, now: monotonicNow(), error: error), change.from != change.to {
             logger.warning("backend taken out", metadata: ["backend": "\(name)", "error": "\(error)"])
         }
     }
 
     func probeFailed(_ name: String, now: Double, error: String) {
+        applyProbeFailed(name, now: now, error: error)
+        workers.broadcast(from: index) { $0.applyProbeFailed(name, now: now, error: error) }
+    }
+
+    private func applyProbeFailed(_ name: String, now: Double, error: String) {
         let change = backends.probeFailed(name, now: now, error: error)
+        guard index == 0 else { return }
         logger.info("health check failed", metadata: ["backend": "\(name)", "error": "\(error)"])
         if let change { logger.warning("backend \(change.to == .open ? "taken out" : "state changed")", metadata: ["backend": "\(name)", "from": "\(change.from.rawValue)", "to": "\(change.to.rawValue)"]) }
     }
@@ -199,16 +233,20 @@ public final class Proxy {
     }
 
     /// Binds the listening socket; throws if the address is taken.
+    /// Worker 0 binds the listening socket (throws if the address is taken) and starts the probes and the metrics
+    /// endpoint; every worker starts its janitor.
     public func start() throws {
+        loop.every(0.1) { [unowned self] in self.janitor() }
+        guard index == 0 else { return }
         listener = try Listener(proxy: self, host: config.proxy.listenAddr, port: config.proxy.listenPort)
         if !config.proxy.healthCheckUser.isEmpty {
             probes = config.backends.map { HealthProbe(proxy: self, backend: $0) }
         }
         try startMetrics()
-        loop.every(0.1) { [unowned self] in self.janitor() }
         logger.info("listening", metadata: ["addr": "\(config.proxy.listenAddr):\(config.proxy.listenPort)",
                                              "pool_mode": "\(config.proxy.poolMode.rawValue)",
-                                             "primary": "\(config.primary.host):\(config.primary.port)"])
+                                             "primary": "\(config.primary.host):\(config.primary.port)",
+                                             "workers": "\(workers.count)"])
     }
 
     /// The HTTP endpoint of metrics_listen, if set.
@@ -252,29 +290,39 @@ public final class Proxy {
         return (true, "ready: primary \(primary.name)")
     }
 
-    /// Runs the event loop until shutdown.
+    /// Runs the event loop until shutdown. Worker 0 takes the signals and passes them on.
     public func run() {
-        loop.onSignal(SIGINT) { [unowned self] in self.shutdown(signal: "SIGINT", graceful: false) }
-        loop.onSignal(SIGTERM) { [unowned self] in self.shutdown(signal: "SIGTERM", graceful: true) }
-        loop.onSignal(SIGHUP) { [unowned self] in self.reload() }
+        if index == 0 {
+            loop.onSignal(SIGINT) { [unowned self] in self.shutdown(signal: "SIGINT", graceful: false) }
+            loop.onSignal(SIGTERM) { [unowned self] in self.shutdown(signal: "SIGTERM", graceful: true) }
+            loop.onSignal(SIGHUP) { [unowned self] in self.reload() }
+        }
         loop.run()
     }
 
+    /// Ids unique in the process: each worker counts in its own residue class.
     func nextID() -> Int {
         idCounter += 1
-        return idCounter
+        return idCounter * workers.count + index
     }
 
     // MARK: Clients
 
+    /// The listener (worker 0) accepted a client: the workers take turns.
     func accepted(fd: Int32, peer: String) {
+        let target = workers.nextAcceptWorker()
+        if target == index { return adopt(fd: fd, peer: peer) }
+        workers.post(to: target) { $0.adopt(fd: fd, peer: peer) }
+    }
+
+    private func adopt(fd: Int32, peer: String) {
         guard !shuttingDown else {
             evutil_closesocket(fd)
             return
         }
         SocketOptions.setNoDelay(fd)
         let client = ClientConnection(id: nextID(), proxy: self, fd: fd, peer: peer)
-        client.overLimit = clients.count >= config.proxy.maxClientConn
+        client.overLimit = workers.clientOpened() > config.proxy.maxClientConn
         clients.insert(client)
         logger.debug("client connected", metadata: ["client": "\(client.label)"])
     }
@@ -308,10 +356,10 @@ public final class Proxy {
                                    reason: "admin console refused")
             }
         }
-        // A proxy-issued cancel key, unique among live clients.
+        // A proxy-issued cancel key, unique among live clients; its low byte names the worker (Workers.ownerOf).
         repeat {
             let r = crypto.randomBytes(8)
-            client.processID = Int32(bitPattern: UInt32(r[0]) << 24 | UInt32(r[1]) << 16 | UInt32(r[2]) << 8 | UInt32(r[3])) & 0x7fff_ffff
+            client.processID = Int32(bitPattern: UInt32(r[0]) << 24 | UInt32(r[1]) << 16 | UInt32(r[2]) << 8) & 0x7fff_ff00 | Int32(index)
             client.secretKey = Int32(bitPattern: UInt32(r[4]) << 24 | UInt32(r[5]) << 16 | UInt32(r[6]) << 8 | UInt32(r[7]))
         } while cancelKeys[cancelKey(client.processID, client.secretKey)] != nil
         cancelKeys[cancelKey(client.processID, client.secretKey)] = client
@@ -329,8 +377,11 @@ public final class Proxy {
         return p
     }
 
+    /// A server of pool `key` closed in some worker while this worker's clients waited for one.
+    func slotFreed(_ key: String) { pools[key]?.slotFreed() }
+
     func clientClosed(_ client: ClientConnection, reason: String) {
-        clients.remove(client)
+        if clients.remove(client) != nil { workers.clientClosed() }
         pausedClients.remove(client)
         if client.processID != 0 { cancelKeys.removeValue(forKey: cancelKey(client.processID, client.secretKey)) }
         logger.info("client closed", metadata: ["client": "\(client.label)", "reason": "\(reason)"])
@@ -398,8 +449,13 @@ public final class Proxy {
 
     // MARK: Cancel
 
-    /// A CancelRequest with a proxy-issued key: send the real key to the server the client is on.
+    /// A CancelRequest with a proxy-issued key: send the real key to the server the client is on. The key's
+    /// low byte names the worker that owns the client; another worker's key goes to that worker.
     func forwardCancel(processID: Int32, secretKey: Int32) {
+        let owner = Int(processID & 0xff)
+        if owner != index, owner < workers.count {
+            return workers.post(to: owner) { $0.forwardCancel(processID: processID, secretKey: secretKey) }
+        }
         guard let client = cancelKeys[cancelKey(processID, secretKey)] else {
             logger.info("cancel request with unknown key ignored")
             return
@@ -475,21 +531,32 @@ public final class Proxy {
         stats.recordMisroute(backend: backend, role: role, now: monotonicNow())
     }
 
-    /// /metrics: the Prometheus text exposition (latency histograms and counters, plus gauges set now).
+    /// This worker's connection counts, for /metrics.
+    func gauges() -> WorkerGauges {
+        var g = WorkerGauges()
+        for client in clients { g.clientsByState[client.adminState, default: 0] += 1 }
+        for pool in pools.values {
+            let backend = pool.backend.name
+            g.servers[backend + "/idle", default: 0] += pool.machine.idle.count
+            g.servers[backend + "/active", default: 0] += pool.machine.active.count
+            g.servers[backend + "/connecting", default: 0] += pool.machine.connecting
+        }
+        return g
+    }
+
+    /// /metrics: the Prometheus text exposition (latency histograms and counters of all workers, plus gauges:
+    /// this worker's counted now, the others' as their janitors last published them).
     func metricsText() -> String {
         var byState: [String: Int] = ["login": 0, "idle": 0, "waiting": 0, "active": 0]
-        for client in clients { byState[client.adminState, default: 0] += 1 }
         var servers: [String: (backend: String, role: BackendRole, state: String, count: Int)] = [:]
         for backend in config.backends {
             for state in ["idle", "active", "connecting"] {
                 servers[backend.name + "/" + state] = (backend.name, role(of: backend), state, 0)
             }
         }
-        for pool in pools.values {
-            let backend = pool.backend.name
-            servers[backend + "/idle"]?.count += pool.machine.idle.count
-            servers[backend + "/active"]?.count += pool.machine.active.count
-            servers[backend + "/connecting"]?.count += pool.machine.connecting
+        for g in [gauges()] + workers.gaugesOfOthers(than: index) {
+            for (state, n) in g.clientsByState { byState[state, default: 0] += n }
+            for (key, n) in g.servers { servers[key]?.count += n }
         }
         let lag = backends.statuses.filter { !$0.isPrimary }.map {
             ScrapeInputs.Lag(backend: $0.name, bytes: $0.lagBytes, seconds: $0.lagSeconds)
@@ -521,9 +588,15 @@ public final class Proxy {
         if shuttingDown { drainForShutdown(now: now) }
         finishPauses()
         retiredPools.removeAll { $0.machine.total == 0 }
-        if config.proxy.statsPeriod > 0, now >= nextSummary {
+        if config.proxy.statsPeriod > 0, now >= nextSummary, index == 0 {
             nextSummary = now + config.proxy.statsPeriod
-            logger.info("stats", metadata: ["summary": "\(stats.summaryLine(now: now))"])
+            gatherStats { [unowned self] merged in
+                logger.info("stats", metadata: ["summary": "\(merged.summaryLine(now: monotonicNow()))"])
+            }
+        }
+        if workers.count > 1, index != 0, now >= nextGauges {
+            nextGauges = now + 1
+            workers.publish(gauges(), worker: index)
         }
         for probe in probes { probe.tick(now: now) }
         for forwarder in cancelForwarders where now > forwarder.deadline { forwarder.giveUp() }
@@ -542,7 +615,7 @@ public final class Proxy {
     /// backends (added, removed, reweighted), routing and log settings take effect; a bad file is refused with
     /// the error logged and the old config kept. Returns the error, if any.
     @discardableResult
-    func reload() -> String? {
+    func reload(passOn: Bool = true) -> String? {
         guard let path = config.path else { return "no config file to reload" }
         var next: Config
         let nextSecrets: [String: Secret]
@@ -573,8 +646,8 @@ public final class Proxy {
         logger.logLevel = Logger.Level(rawValue: next.proxy.logLevel.rawValue) ?? .info
         querySampler = Self.sampler(next)
         if Self.statsSettings(next) != Self.statsSettings(old) {
-            stats = StatsRegistry(settings: Self.statsSettings(next), now: monotonicNow())
-            logger.notice("stats settings changed: statistics restart")
+            stats = StatsRegistry(settings: Self.statsSettings(next), now: monotonicNow(), collector: workers.collector)
+            if passOn { logger.notice("stats settings changed: statistics restart") }
         }
         backends.reconfigure(Self.backendList(next))
         backends.policy = Self.healthPolicy(next)
@@ -591,15 +664,42 @@ public final class Proxy {
                 rerouted += pool.retire()
             }
         }
-        if old.backends != next.backends || old.proxy.healthCheckUser != next.proxy.healthCheckUser
+        if index == 0, old.backends != next.backends || old.proxy.healthCheckUser != next.proxy.healthCheckUser
             || old.proxy.healthCheckDatabase != next.proxy.healthCheckDatabase {
             for probe in probes { probe.close() }
             probes = next.proxy.healthCheckUser.isEmpty ? [] : next.backends.map { HealthProbe(proxy: self, backend: $0) }
         }
         for client in rerouted { client.backendFailed(code: SQLState.connectionFailure, message: "backend removed by RELOAD", reroute: true) }
+        // The other workers read the file too (each applies it to its own pools and clients).
+        guard passOn else { return nil }
+        workers.broadcast(from: index) { $0.reload(passOn: false) }
         logger.notice("config reloaded", metadata: ["path": "\(path)", "backends": "\(next.backends.map(\.name).joined(separator: ","))",
                                                     "users": "\(secrets.count)"])
         return nil
+    }
+
+    /// When this worker next publishes its gauges for /metrics (workers other than 0, once a second).
+    private var nextGauges = 0.0
+
+    /// Every worker's statistics merged (each worker copies its own on its loop), delivered on this worker's loop.
+    func gatherStats(then done: @escaping (StatsRegistry) -> Void) {
+        workers.gather(for: index, { $0.statsCopy() }, then: { [unowned self] parts in done(mergedStats(parts)) })
+    }
+
+    /// A copy of this worker's statistics that shares no buffers with it (taken on this worker's loop).
+    func statsCopy() -> StatsRegistry {
+        var copy = StatsRegistry(settings: stats.settings, now: stats.startedAt, collector: workers.collector)
+        copy.merge(stats)
+        return copy
+    }
+
+    /// Workers' copies as one registry (a copy taken while a RELOAD changed the settings is left out).
+    func mergedStats(_ parts: [StatsRegistry]) -> StatsRegistry {
+        let settings = stats.settings
+        var merged = StatsRegistry(settings: settings, now: parts.map(\.startedAt).min() ?? stats.startedAt,
+                                   collector: workers.collector)
+        for part in parts where part.settings == settings { merged.merge(part) }
+        return merged
     }
 
     /// Pools whose backend RELOAD removed or moved, kept until their last server is gone.
@@ -620,36 +720,58 @@ public final class Proxy {
     /// PAUSE [db]: no server is handed out for `database` (all when nil); the admin's reply comes once every
     /// server of it is back in its pool (janitor).
     func pause(_ database: String?, by admin: ClientConnection) {
-        if let database { pausedDatabases.insert(database) } else { pausedAll = true }
+        applyPause(database)
+        workers.broadcast(from: index) { $0.applyPause(database) }
         logger.notice("paused", metadata: ["database": "\(database ?? "(all)")"])
-        // The janitor replies once the database's servers are all back (never from inside the command).
+        // The janitor replies once the database's servers are all back in every worker (never from inside the command).
         pauseWaiters.append((admin, database))
     }
 
-    /// RESUME [db]: clients waiting on a paused database get servers again.
+    private func applyPause(_ database: String?) {
+        if let database { pausedDatabases.insert(database) } else { pausedAll = true }
+    }
+
+    /// RESUME [db]: clients waiting on a paused database get servers again, in every worker.
     func resume(_ database: String?) {
+        applyResume(database)
+        workers.broadcast(from: index) { $0.applyResume(database) }
+        logger.notice("resumed", metadata: ["database": "\(database ?? "(all)")"])
+    }
+
+    private func applyResume(_ database: String?) {
         if let database { pausedDatabases.remove(database) } else {
             pausedAll = false
             pausedDatabases.removeAll()
         }
-        logger.notice("resumed", metadata: ["database": "\(database ?? "(all)")"])
         for client in pausedClients where !isPaused(client.pool?.database ?? "") {
             pausedClients.remove(client)
             client.requestServer()
         }
     }
 
+    /// Databases with a server lent to a client in this worker.
+    private func busyDatabases() -> Set<String> {
+        Set(pools.values.filter { !$0.machine.active.isEmpty }.map(\.database))
+    }
+
+    /// Whether a PAUSE check is on its way through the workers.
+    private var pauseCheckPending = false
+
+    /// Asks every worker which databases still have servers lent (after the PAUSE reached it: its mailbox is
+    /// first in, first out), and answers the PAUSE commands whose database is idle everywhere.
     private func finishPauses() {
-        guard !pauseWaiters.isEmpty else { return }
-        pauseWaiters.removeAll { waiter in
-            guard case .admin = waiter.client.phase else { return true }
-            let busy = pools.values.contains { pool in
-                (waiter.database == nil || pool.database == waiter.database) && !pool.machine.active.isEmpty
+        guard !pauseWaiters.isEmpty, !pauseCheckPending else { return }
+        pauseCheckPending = true
+        workers.gather(for: index, { $0.busyDatabases() }, then: { [unowned self] parts in
+            pauseCheckPending = false
+            let busy = parts.reduce(into: Set<String>()) { $0.formUnion($1) }
+            pauseWaiters.removeAll { waiter in
+                guard case .admin = waiter.client.phase else { return true }
+                if waiter.database.map({ busy.contains($0) }) ?? !busy.isEmpty { return false }
+                waiter.client.adminCommandFinished(AdminConsole.commandComplete("PAUSE"))
+                return true
             }
-            if busy { return false }
-            waiter.client.adminCommandFinished(AdminConsole.commandComplete("PAUSE"))
-            return true
-        }
+        })
     }
 
     // MARK: Shutdown
@@ -661,10 +783,13 @@ public final class Proxy {
 
     /// Stop accepting. Graceful (SIGTERM, SHUTDOWN): clients between transactions are closed now, the others
     /// when their transaction ends, everything at shutdown_timeout. Immediate (SIGINT): everything now, cleanly.
-    private func shutdown(signal: String, graceful: Bool) {
+    private func shutdown(signal: String, graceful: Bool, passOn: Bool = true) {
         if shuttingDown && graceful { return }
-        logger.notice("shutting down", metadata: ["signal": "\(signal)", "mode": "\(graceful ? "graceful" : "immediate")",
-                                                  "clients": "\(clients.count)"])
+        if passOn {
+            workers.broadcast(from: index) { $0.shutdown(signal: signal, graceful: graceful, passOn: false) }
+            logger.notice("shutting down", metadata: ["signal": "\(signal)", "mode": "\(graceful ? "graceful" : "immediate")",
+                                                      "workers": "\(workers.count)"])
+        }
         shuttingDown = true
         shutdownDeadline = graceful ? monotonicNow() + config.proxy.shutdownTimeout : monotonicNow()
         listener?.close()

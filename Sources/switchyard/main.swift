@@ -66,10 +66,14 @@ struct Switchyard: ParsableCommand {
         }
         let logger = Logger(label: "switchyard")
         signal(SIGPIPE, SIG_IGN)
-        let proxy: Proxy
+        // One Proxy per worker thread (workers = 0: one per core); worker 0 runs on this thread.
+        let workers = Workers(count: Workers.resolvedCount(cfg.proxy.workers))
+        var proxies: [Proxy] = []
         do {
-            proxy = try Proxy(config: cfg, logger: logger)
-            try proxy.start()
+            for index in 0..<workers.count {
+                proxies.append(try Proxy(config: cfg, logger: logger, workers: workers, index: index))
+            }
+            for proxy in proxies { try proxy.start() }
         } catch {
             logger.critical("cannot start", metadata: ["error": "\(error)"])
             throw ExitCode(1)
@@ -77,7 +81,19 @@ struct Switchyard: ParsableCommand {
         if let pidFile = cfg.proxy.pidFile {
             try? "\(getpid())\n".write(toFile: pidFile, atomically: true, encoding: .utf8)
         }
-        proxy.run()
+        let stopped = DispatchGroup()
+        for proxy in proxies.dropFirst() {
+            stopped.enter()
+            let thread = Thread {
+                proxy.run()
+                stopped.leave()
+            }
+            thread.name = "switchyard-worker-\(proxy.index)"
+            thread.stackSize = 1 << 20
+            thread.start()
+        }
+        proxies[0].run()
+        stopped.wait()
         logger.info("stopped")
     }
 }

@@ -77,7 +77,7 @@ final class ConfigParserTests: XCTestCase {
         XCTAssertEqual(config.proxy.clientLoginTimeout, 60)
         XCTAssertEqual(config.proxy.queryWaitTimeout, 120)
         XCTAssertEqual(config.proxy.maxPacketSize, 1_073_741_824)
-        XCTAssertEqual(config.proxy.workers, 1)
+        XCTAssertEqual(config.proxy.workers, 0)
         XCTAssertNil(config.proxy.pidFile)
         XCTAssertEqual(config.primary, BackendConfig(name: "primary", role: .primary, host: "127.0.0.1", port: 5432, weight: 1))
         XCTAssertEqual(config.replicas, [])
@@ -313,8 +313,8 @@ final class ConfigParserTests: XCTestCase {
                        "proxy.conf:4: [proxy] listen_port: expected an integer from 1 to 65535, got '65536'")
         XCTAssertEqual(error("[primary]\nhost = h\n[proxy]\ndefault_pool_size = 0"),
                        "proxy.conf:4: [proxy] default_pool_size: expected an integer >= 1, got '0'")
-        XCTAssertEqual(error("[primary]\nhost = h\n[proxy]\nworkers = 2"),
-                       "proxy.conf:4: [proxy] workers: expected an integer from 1 to 1, got '2'")
+        XCTAssertEqual(error("[primary]\nhost = h\n[proxy]\nworkers = 65"),
+                       "proxy.conf:4: [proxy] workers: expected an integer from 0 to 64, got '65'")
         XCTAssertEqual(error("[primary]\nhost = h\nweight = -1"),
                        "proxy.conf:3: [primary] weight: expected an integer >= 0, got '-1'")
         XCTAssertEqual(error("[primary]\nhost = h\n[replica.r2]\nhost = h\nport = 5o"),

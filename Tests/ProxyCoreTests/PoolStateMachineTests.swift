@@ -26,6 +26,19 @@ final class PoolStateMachineTests: XCTestCase {
         XCTAssertEqual(p.total, 1)
     }
 
+    func testDeferredConnectIsRetriedOnTick() {
+        var p = Pool(maxSize: 5)
+        XCTAssertEqual(p.clientRequests(1), [.connect])
+        // Another worker holds the process-wide cap: the connect does not happen and no longer counts.
+        p.connectDeferred()
+        assertCounts(p, idle: [], active: [], connecting: 0, waiting: [1])
+        // A slot freed up: the tick asks again, with no retry delay in between.
+        XCTAssertEqual(p.tick(now: 0), [.connect])
+        XCTAssertEqual(p.serverConnected("s1"), [.attach(1, "s1")])
+        p.connectDeferred()
+        assertCounts(p, idle: [], active: ["s1"], connecting: 0, waiting: [])
+    }
+
     func testResizeGrowsForWaitersAndShrinksAsServersComeBack() {
         var p = Pool(maxSize: 1)
         XCTAssertEqual(p.clientRequests(1), [.connect])

@@ -221,3 +221,30 @@ public struct AdminSnapshot: Sendable {
         self.startTime = startTime
     }
 }
+
+extension AdminSnapshot {
+    /// Adds another worker's clients, servers and pools to this view: clients and servers stay ordered by id, and
+    /// the rows of one pool (database, user, backend) held by several workers add up (the longest wait wins).
+    public mutating func absorb(_ other: AdminSnapshot) {
+        clients = (clients + other.clients).sorted { $0.id < $1.id }
+        servers = (servers + other.servers).sorted { $0.id < $1.id }
+        for row in other.pools {
+            guard let i = pools.firstIndex(where: { $0.database == row.database && $0.user == row.user && $0.backend == row.backend }) else {
+                pools.append(row)
+                continue
+            }
+            pools[i].clActive += row.clActive
+            pools[i].clWaiting += row.clWaiting
+            pools[i].svActive += row.svActive
+            pools[i].svIdle += row.svIdle
+            pools[i].svUsed += row.svUsed
+            pools[i].svTested += row.svTested
+            pools[i].svLogin += row.svLogin
+            if (row.maxWaitSeconds, row.maxWaitMicros) > (pools[i].maxWaitSeconds, pools[i].maxWaitMicros) {
+                pools[i].maxWaitSeconds = row.maxWaitSeconds
+                pools[i].maxWaitMicros = row.maxWaitMicros
+            }
+        }
+        pools.sort { ($0.database, $0.user, $0.backend) < ($1.database, $1.user, $1.backend) }
+    }
+}

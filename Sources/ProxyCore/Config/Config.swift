@@ -267,8 +267,8 @@ public struct ProxySettings: Equatable, Sendable {
     public var serverLoginRetry: Double = 1
     /// Bytes.
     public var maxPacketSize: Int = 1 << 30
-    /// Event-loop threads.
-    public var workers: Int = 1
+    /// Event-loop threads; 0: one per core.
+    public var workers: Int = 0
 
     // TLS (absolute paths, resolved against the config file's folder).
     public var clientTLSSSLMode: ClientTLSMode = .disable

@@ -95,6 +95,12 @@ public struct PoolStateMachine<Client: Hashable, Server: Hashable> {
         return growIfNeeded(now: now)
     }
 
+    /// A `.connect` could not go ahead (other workers hold the process-wide pool_size): it no longer counts as
+    /// connecting; a later `tick` tries again (the I/O layer ticks the pool when a slot frees up).
+    public mutating func connectDeferred() {
+        if connecting > 0 { connecting -= 1 }
+    }
+
     /// A server went away (broken, or closed instead of reset).
     public mutating func serverClosed(_ server: Server, now: Double = 0) -> [Action] {
         idle.removeAll { $0 == server }

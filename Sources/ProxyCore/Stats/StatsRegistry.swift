@@ -207,7 +207,7 @@ struct DatabaseStats: Sendable {
 public struct StatsRegistry: Sendable {
     public let settings: StatsSettings
     /// Monotonic seconds at creation; SHOW STATS averages do not reach back before it.
-    let startedAt: Double
+    public let startedAt: Double
     let metrics: StatsMetrics
     var fingerprints = KeyedRows<UInt64, FingerprintStats>()
     var backends = KeyedRows<BackendKey, BackendStats>()

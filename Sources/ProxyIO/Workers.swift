@@ -1,0 +1,208 @@
+// Several event loops in one process: each worker thread runs one Proxy (its own event loop, clients, pools and
+// servers). Everything that crosses workers goes through this file: mailboxes, the process-wide pool_size cap and
+// client count, gauges for /metrics, and gathering every worker's part of an admin view.
+import CLibevent
+import Foundation
+import Prometheus
+import ProxyCore
+
+private let mailboxCallback: event_callback_fn = { _, _, ctx in
+    Unmanaged<Mailbox>.fromOpaque(ctx!).takeUnretainedValue().drain()
+}
+
+/// Jobs for one worker's loop, posted from any thread; a pipe wakes the loop. Jobs run in the order posted.
+/// Ownership: libevent holds an unretained pointer to the Mailbox; its Proxy keeps it alive for the loop's life.
+final class Mailbox {
+    private let lock = NSLock()
+    private var queue: [() -> Void] = []
+    private var fds: [Int32] = [-1, -1]
+    private var event: OpaquePointer?
+
+    init(loop: EventLoop) {
+        guard pipe(&fds) == 0 else { fatalError("pipe() failed: \(String(cString: strerror(errno)))") }
+        for fd in fds {
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        }
+        event = event_new(loop.base, fds[0], Int16(EV_READ | EV_PERSIST), mailboxCallback,
+                          Unmanaged.passUnretained(self).toOpaque())
+        event_add(event, nil)
+    }
+
+    deinit {
+        if let event { event_free(event) }
+        close(fds[0])
+        close(fds[1])
+    }
+
+    /// Runs `job` on the mailbox's loop (never inline, even when posted from that loop).
+    func post(_ job: @escaping () -> Void) {
+        lock.lock()
+        let wake = queue.isEmpty
+        queue.append(job)
+        lock.unlock()
+        if wake {
+            var byte: UInt8 = 1
+            _ = write(fds[1], &byte, 1)
+        }
+    }
+
+    fileprivate func drain() {
+        var sink = [UInt8](repeating: 0, count: 64)
+        while read(fds[0], &sink, sink.count) > 0 {}
+        lock.lock()
+        let jobs = queue
+        queue.removeAll(keepingCapacity: true)
+        lock.unlock()
+        for job in jobs { job() }
+    }
+}
+
+/// Connection counts of one worker, refreshed by its janitor, for /metrics served by worker 0.
+struct WorkerGauges {
+    var clientsByState: [String: Int] = [:]
+    /// "backend/state" -> servers.
+    var servers: [String: Int] = [:]
+}
+
+/// The state shared by all workers of one process, behind one lock. Workers never touch each other's objects:
+/// they post jobs to each other's mailboxes.
+public final class Workers {
+    public let count: Int
+    /// Filled by `add` before any loop runs; read-only afterwards.
+    private(set) var proxies: [Proxy] = []
+    /// Prometheus series of every worker's stats registry: histograms and counters add up across workers.
+    let collector = PrometheusCollectorRegistry()
+    private let lock = NSLock()
+    private var slots = PoolSlots()
+    private var clientCount = 0
+    private var gauges: [WorkerGauges]
+    /// Round-robin position of the next accepted client (touched by worker 0 only).
+    private var nextAccept = 0
+
+    public init(count: Int) {
+        self.count = max(1, count)
+        gauges = Array(repeating: WorkerGauges(), count: self.count)
+    }
+
+    /// `workers = 0`: one per core.
+    public static func resolvedCount(_ configured: Int) -> Int {
+        configured > 0 ? configured : max(1, ProcessInfo.processInfo.activeProcessorCount)
+    }
+
+    func add(_ proxy: Proxy) {
+        precondition(proxies.count < count, "more workers than configured")
+        proxies.append(proxy)
+    }
+
+    // MARK: Messages between workers
+
+    /// Runs `job` on worker `index`'s loop.
+    func post(to index: Int, _ job: @escaping (Proxy) -> Void) {
+        let proxy = proxies[index]
+        proxy.mailbox.post { job(proxy) }
+    }
+
+    /// Runs `job` on every worker but `sender` (the sender does its own part inline).
+    func broadcast(from sender: Int, _ job: @escaping (Proxy) -> Void) {
+        for index in proxies.indices where index != sender { post(to: index, job) }
+    }
+
+    /// Runs `build` on every worker (each on its own loop, after the jobs posted to it before), then `done` with
+    /// the results in worker order on `requester`'s loop.
+    func gather<T>(for requester: Int, _ build: @escaping (Proxy) -> T, then done: @escaping ([T]) -> Void) {
+        let box = GatherBox<T>(count: proxies.count)
+        for index in proxies.indices {
+            post(to: index) { [self] proxy in
+                if box.put(build(proxy), at: index) {
+                    post(to: requester) { _ in done(box.results.map { $0! }) }
+                }
+            }
+        }
+    }
+
+    /// The worker that takes the next accepted client (round robin; called by the accepting worker only).
+    func nextAcceptWorker() -> Int {
+        let index = nextAccept
+        nextAccept = (nextAccept + 1) % count
+        return index
+    }
+
+    // MARK: Counts across workers
+
+    /// A client connected; returns the number of clients in the process, it included.
+    func clientOpened() -> Int {
+        lock.lock()
+        defer { lock.unlock() }
+        clientCount += 1
+        return clientCount
+    }
+
+    func clientClosed() {
+        lock.lock()
+        clientCount -= 1
+        lock.unlock()
+    }
+
+    /// May worker `worker` open one more server of pool `key` (cap `limit` over all workers)? When not and
+    /// `wait`, the worker's `slotFreed(key)` runs once a server of `key` closes somewhere.
+    func acquireSlot(_ key: String, limit: Int, worker: Int, wait: Bool) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return slots.acquire(key, limit: limit, worker: worker, wait: wait)
+    }
+
+    func releaseSlot(_ key: String) {
+        lock.lock()
+        let wake = slots.release(key)
+        lock.unlock()
+        if let wake { post(to: wake) { $0.slotFreed(key) } }
+    }
+
+    func othersWaitForSlot(_ key: String, besides worker: Int) -> Bool {
+        guard count > 1 else { return false }
+        lock.lock()
+        defer { lock.unlock() }
+        return slots.othersWaiting(key, besides: worker)
+    }
+
+    func stopWaitingForSlot(_ key: String, worker: Int) {
+        lock.lock()
+        slots.stopWaiting(key, worker: worker)
+        lock.unlock()
+    }
+
+    func publish(_ g: WorkerGauges, worker: Int) {
+        lock.lock()
+        gauges[worker] = g
+        lock.unlock()
+    }
+
+    /// The gauges every worker but `worker` published last.
+    func gaugesOfOthers(than worker: Int) -> [WorkerGauges] {
+        lock.lock()
+        defer { lock.unlock() }
+        return gauges.indices.filter { $0 != worker }.map { gauges[$0] }
+    }
+}
+
+/// Results of one `gather`, filled by the workers in any order.
+private final class GatherBox<T> {
+    private let lock = NSLock()
+    private(set) var results: [T?]
+    private var missing: Int
+
+    init(count: Int) {
+        results = Array(repeating: nil, count: count)
+        missing = count
+    }
+
+    /// Stores one worker's result; true for the last one.
+    func put(_ value: T, at index: Int) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        results[index] = value
+        missing -= 1
+        return missing == 0
+    }
+}
