@@ -1,5 +1,6 @@
 // The server connections of one (database, user, backend) in one worker: runs PoolStateMachine's actions,
 // opening servers and handing them to waiting clients, within the pool_size cap shared by all workers.
+import Foundation
 import Logging
 import PGWire
 import ProxyCore
@@ -63,8 +64,7 @@ final class Pool {
                 server.close(reason: tooOld ? "server_lifetime" : "server_idle_timeout")
             }
         }
-        // min_pool_size is kept by worker 0 (the slots are the process's; other workers borrow them on demand).
-        run(machine.tick(now: now, minimum: proxy.index == 0 ? settings.minPoolSize : 0))
+        run(machine.tick(now: now, minimum: settings.minPoolSize))
         handOverIdle()
     }
 
@@ -124,11 +124,32 @@ final class Pool {
         proxy.workers.releaseSlot(key)
     }
 
-    /// An idle server here while another worker's clients wait at the cap: close it so that worker can open one.
+    /// An idle server here while another worker's clients wait at the cap: it moves to that worker (a plain TCP
+    /// server with nothing buffered), or closes so that worker can open one.
     private func handOverIdle() {
         stopWantingIfServed()
-        guard let server = machine.idle.first, proxy.workers.othersWaitForSlot(key, besides: proxy.index) else { return }
-        server.close(reason: "slot handed to another worker")
+        guard let server = machine.idle.first, proxy.workers.othersWaitForSlot(key, besides: proxy.index),
+              let target = proxy.workers.takeSlotWaiter(key, besides: proxy.index) else { return }
+        let key = key
+        guard server.canHandOff, let handoff = server.handOff() else {
+            // The slot frees up when the server is gone; the target was taken off the waiters, so it asks again.
+            server.close(reason: "slot handed to another worker")
+            return proxy.workers.post(to: target) { $0.slotFreed(key) }
+        }
+        slotsHeld -= 1
+        run(machine.serverClosed(server, now: monotonicNow()))
+        proxy.workers.post(to: target) { $0.adoptServer(handoff, key: key) }
+    }
+
+    /// A server handed over by another worker (its slot comes with it).
+    func adopt(_ handoff: ServerHandoff) {
+        slotsHeld += 1
+        wantsSlot = false
+        let server = ServerConnection(id: proxy.nextID(), pool: self, handoff: handoff)
+        proxy.logger.debug("server handed over", metadata: ["server": "\(server.label)"])
+        run(machine.serverAdopted(server))
+        // Clients still waiting ask for a slot again (taking this worker off the waiters list took its place).
+        if !machine.waiting.isEmpty { run(machine.tick(now: monotonicNow())) }
     }
 
     private func stopWantingIfServed() {
@@ -162,8 +183,10 @@ final class Pool {
     }
 
     private func openServer() {
+        // A connect without waiting clients keeps min_pool_size warm: every worker may, up to min_pool_size in all.
         let wait = !machine.waiting.isEmpty
-        guard proxy.workers.acquireSlot(key, limit: machine.maxSize, worker: proxy.index, wait: wait) else {
+        let limit = wait ? machine.maxSize : min(machine.maxSize, proxy.config.proxy.minPoolSize)
+        guard proxy.workers.acquireSlot(key, limit: limit, worker: proxy.index, wait: wait) else {
             // Other workers hold pool_size servers: Workers wakes this pool (slotFreed) when one closes.
             wantsSlot = wantsSlot || wait
             return machine.connectDeferred()

@@ -42,14 +42,10 @@ public final class Proxy {
     /// Clients whose read waits for a replica to replay their own write (read-your-writes).
     var waitingForReplica: Set<ClientConnection> = []
     /// Transaction mode: the ParameterStatus values a server reported to the first client of each database and
-    /// user ("db\0user"), to greet later clients without waiting for a server.
-    var greetings: [String: [String: String]] = [:]
+    /// user ("db\0user"), to greet later clients without waiting for a server (shared by all workers).
+    var greetings: Workers.Greetings { workers.greetings }
     /// The last SCRAM ClientKey each user proved, for SCRAM pass-through to servers (any backend).
     var scramClientKeys: [String: [UInt8]] = [:]
-    /// Protocol-level prepared statements of all clients (transaction mode): one id per distinct query.
-    private var registry = StatementRegistry()
-    /// Session effects of each registered statement (a prepared SET applies when executed).
-    private(set) var statementEffects: [Int: [SessionEffect]] = [:]
     private lazy var mockNonce: [UInt8] = crypto.randomBytes(32)
     private(set) var shuttingDown = false
     /// The HTTP endpoint (metrics_listen), if configured.
@@ -380,6 +376,15 @@ public final class Proxy {
     /// A server of pool `key` closed in some worker while this worker's clients waited for one.
     func slotFreed(_ key: String) { pools[key]?.slotFreed() }
 
+    /// Another worker handed over an idle server of pool `key`.
+    func adoptServer(_ handoff: ServerHandoff, key: String) {
+        guard let pool = pools[key], !shuttingDown else {
+            close(handoff.fd)
+            return workers.releaseSlot(key)
+        }
+        pool.adopt(handoff)
+    }
+
     func clientClosed(_ client: ClientConnection, reason: String) {
         if clients.remove(client) != nil { workers.clientClosed() }
         pausedClients.remove(client)
@@ -393,58 +398,60 @@ public final class Proxy {
 
     // MARK: Prepared statements
 
+    /// Registers a statement a client parsed (process-wide id, see SharedStatements) and notes its session effects
+    /// in this worker (a prepared SET applies when executed).
     func registerStatement(_ key: StatementKey) -> Int {
-        let before = registry.count
-        let id = registry.id(for: key)
-        if registry.count > before, SessionAnalyzer.mayHaveEffects(key.query) {
-            let effects = SessionAnalyzer.effects(of: key.query)
-            if !effects.isEmpty { statementEffects[id] = effects }
-        }
+        let id = workers.statements.id(for: key)
+        noteEffects(of: id, key)
         return id
     }
 
-    func statementKey(_ id: Int) -> StatementKey? { registry.key(for: id) }
+    private func noteEffects(of id: Int, _ key: StatementKey) {
+        if statementEffects[id] == nil, SessionAnalyzer.mayHaveEffects(key.query) {
+            let effects = SessionAnalyzer.effects(of: key.query)
+            if !effects.isEmpty { statementEffects[id] = effects }
+        }
+    }
 
-    /// Fingerprints of registered statements, computed once per statement.
+    /// Session effects of statements this worker's clients registered.
+    private(set) var statementEffects: [Int: [SessionEffect]] = [:]
+
+    func statementKey(_ id: Int) -> StatementKey? { workers.statements.key(for: id) }
+
+    /// Fingerprints of registered statements, computed once per statement and worker.
     private var statementFingerprints: [Int: Fingerprint] = [:]
 
     func statementFingerprint(_ id: Int) -> Fingerprint? {
         if let f = statementFingerprints[id] { return f }
-        guard let key = registry.key(for: id) else { return nil }
+        guard let key = statementKey(id) else { return nil }
         let f = Fingerprint.of(key.query)
         statementFingerprints[id] = f
         return f
     }
 
-    /// Statements some server parsed without error: a client's Parse of one of them can be answered locally.
-    private(set) var validStatements: Set<Int> = []
-
-    /// Bumped when a server reports "cached plan must not change result type" for a statement (DDL changed
-    /// its result): server copies prepared before are stale, and each client that has not seen the error yet
-    /// gets it once, as Postgres would give it, so drivers that cache row descriptions (asyncpg) re-prepare.
-    private var statementEpochs: [Int: Int] = [:]
-
-    func statementEpoch(_ id: Int) -> Int { statementEpochs[id] ?? 0 }
+    /// The statement's epoch: bumped when a server reports "cached plan must not change result type" for it
+    /// (DDL changed its result), so server copies prepared before are stale, and each client that has not seen
+    /// the error yet gets it once, as Postgres would give it, so drivers that cache row descriptions (asyncpg)
+    /// re-prepare.
+    func statementEpoch(_ id: Int) -> Int { workers.statements.epoch(id) }
 
     /// The server's own "cached plan must not change result type" error, replayed to clients that have not
     /// seen it (drivers recognise it by its fields, e.g. asyncpg by the routine RevalidateCachedQuery).
-    var resultChangedError: [UInt8] = ProxyMessages.error(
-        severity: "ERROR", code: SQLState.featureNotSupported, message: cachedPlanMessage,
-        extra: [(UInt8(ascii: "R"), "RevalidateCachedQuery")])
-
-    func statementResultChanged(_ id: Int) -> Int {
-        let next = statementEpoch(id) + 1
-        statementEpochs[id] = next
-        return next
+    var resultChangedError: [UInt8] {
+        get { workers.statements.resultChangedError }
+        set { workers.statements.resultChangedError = newValue }
     }
 
+    func statementResultChanged(_ id: Int) -> Int { workers.statements.bumpEpoch(id) }
+
     func knownValidStatement(_ key: StatementKey) -> Int? {
-        guard let id = registry.existingID(for: key), validStatements.contains(id) else { return nil }
+        guard let id = workers.statements.knownValid(key) else { return nil }
+        noteEffects(of: id, key)
         return id
     }
 
     func markStatementsValid(_ ids: [Int]) {
-        for id in ids { validStatements.insert(id) }
+        if !ids.isEmpty { workers.statements.markValid(ids) }
     }
 
     // MARK: Cancel

@@ -105,6 +105,48 @@ final class ServerConnection: StreamHandler, Hashable {
         }
     }
 
+    /// An idle server another worker handed over (`handOff()`): its socket is already logged in.
+    init(id: Int, pool: Pool, handoff: ServerHandoff) {
+        self.id = id
+        self.pool = pool
+        self.backend = handoff.backend
+        self.address = handoff.address
+        openedAt = handoff.openedAt
+        deadline = handoff.openedAt
+        processID = handoff.processID
+        secretKey = handoff.secretKey
+        parameters = handoff.parameters
+        sessionParams = handoff.sessionParams
+        statements = handoff.statements
+        staleStatements = handoff.staleStatements
+        preparedEpoch = handoff.preparedEpoch
+        stream = Stream(base: pool.proxy.loop.base, fd: handoff.fd, handler: DummyHandler.shared)
+        stream.handler = self
+        phase = .idle
+        idleSince = monotonicNow()
+    }
+
+    /// Whether this idle server can move to another worker as it is: plain TCP (a TLS session stays with its
+    /// loop) and nothing buffered. Its prepared statements go along (their names are the process's).
+    var canHandOff: Bool {
+        guard case .idle = phase else { return false }
+        return stream.tlsDescription == nil && stream.inputLength == 0 && stream.outputLength == 0
+    }
+
+    /// Lets go of this idle server for another worker: the socket (duplicated) and what the proxy knows of the
+    /// session go into the handoff; this connection closes without a Terminate and without giving back its slot.
+    func handOff() -> ServerHandoff? {
+        let fd = dup(stream.fd)
+        guard fd >= 0 else { return nil }
+        let handoff = ServerHandoff(fd: fd, backend: backend, address: address, openedAt: openedAt,
+                                    processID: processID, secretKey: secretKey, parameters: parameters,
+                                    sessionParams: sessionParams, statements: statements,
+                                    staleStatements: staleStatements, preparedEpoch: preparedEpoch)
+        phase = .closed
+        stream.close()
+        return handoff
+    }
+
     static func == (a: ServerConnection, b: ServerConnection) -> Bool { a === b }
     func hash(into h: inout Hasher) { h.combine(ObjectIdentifier(self)) }
 
@@ -692,4 +734,19 @@ final class DummyHandler: StreamHandler {
     func streamReadable(_ stream: Stream) {}
     func streamWritable(_ stream: Stream) {}
     func streamEvent(_ stream: Stream, events: Int16) {}
+}
+
+/// An idle, logged-in server on its way from one worker to another (the socket is a dup the receiver owns).
+struct ServerHandoff {
+    let fd: Int32
+    let backend: BackendConfig
+    let address: SocketAddress
+    let openedAt: Double
+    let processID: Int32
+    let secretKey: Int32
+    let parameters: [String: String]
+    let sessionParams: [String: String]
+    let statements: ServerStatementCache
+    let staleStatements: Set<Int>
+    let preparedEpoch: [Int: Int]
 }

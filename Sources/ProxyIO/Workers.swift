@@ -3,6 +3,7 @@
 // client count, gauges for /metrics, and gathering every worker's part of an admin view.
 import CLibevent
 import Foundation
+import PGWire
 import Prometheus
 import ProxyCore
 
@@ -73,7 +74,11 @@ public final class Workers {
     private(set) var proxies: [Proxy] = []
     /// Prometheus series of every worker's stats registry: histograms and counters add up across workers.
     let collector = PrometheusCollectorRegistry()
-    private let lock = NSLock()
+    /// Prepared statements of all workers (one server-side name per distinct statement).
+    let statements = SharedStatements(resultChangedError: ProxyMessages.error(
+        severity: "ERROR", code: SQLState.featureNotSupported, message: cachedPlanMessage,
+        extra: [(UInt8(ascii: "R"), "RevalidateCachedQuery")]))
+    fileprivate let lock = NSLock()
     private var slots = PoolSlots()
     private var clientCount = 0
     private var gauges: [WorkerGauges]
@@ -166,11 +171,38 @@ public final class Workers {
         return slots.othersWaiting(key, besides: worker)
     }
 
+    /// The worker an idle server of `key` moves to (see PoolSlots.takeWaiter).
+    func takeSlotWaiter(_ key: String, besides worker: Int) -> Int? {
+        lock.lock()
+        defer { lock.unlock() }
+        return slots.takeWaiter(key, besides: worker)
+    }
+
     func stopWaitingForSlot(_ key: String, worker: Int) {
         lock.lock()
         slots.stopWaiting(key, worker: worker)
         lock.unlock()
     }
+
+    /// Transaction mode's cached greetings ("db\0user" -> ParameterStatus values), read at each login.
+    struct Greetings {
+        fileprivate let workers: Workers
+        subscript(key: String) -> [String: String]? {
+            get {
+                workers.lock.lock()
+                defer { workers.lock.unlock() }
+                return workers.greetingCache[key]
+            }
+            nonmutating set {
+                workers.lock.lock()
+                workers.greetingCache[key] = newValue
+                workers.lock.unlock()
+            }
+        }
+    }
+
+    fileprivate var greetingCache: [String: [String: String]] = [:]
+    var greetings: Greetings { Greetings(workers: self) }
 
     func publish(_ g: WorkerGauges, worker: Int) {
         lock.lock()

@@ -38,6 +38,17 @@ final class PoolSlotsTests: XCTestCase {
         XCTAssertNil(slots.release("db"))
     }
 
+    func testIdleServerMovesToAWaitingWorker() {
+        var slots = PoolSlots()
+        XCTAssertTrue(slots.acquire("db", limit: 1, worker: 0, wait: true))
+        XCTAssertFalse(slots.acquire("db", limit: 1, worker: 0, wait: true))
+        XCTAssertFalse(slots.acquire("db", limit: 1, worker: 1, wait: true))
+        XCTAssertEqual(slots.takeWaiter("db", besides: 0), 1, "worker 0's own wait does not count")
+        XCTAssertNil(slots.takeWaiter("db", besides: 0))
+        XCTAssertEqual(slots.used("db"), 1, "the slot moved with the server")
+        XCTAssertEqual(slots.release("db"), 0, "worker 0 still waits")
+    }
+
     func testStopWaiting() {
         var slots = PoolSlots()
         XCTAssertTrue(slots.acquire("db", limit: 1, worker: 0, wait: true))

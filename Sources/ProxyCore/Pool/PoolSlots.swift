@@ -47,6 +47,13 @@ public struct PoolSlots {
         entries[key]?.wanting.contains { $0 != worker } ?? false
     }
 
+    /// An idle server of `key` moves from `worker` to the first other worker waiting for one (the slot goes with
+    /// it, so the count does not change): that worker, no longer waiting; nil when none waits.
+    public mutating func takeWaiter(_ key: String, besides worker: Int) -> Int? {
+        guard let i = entries[key]?.wanting.firstIndex(where: { $0 != worker }) else { return nil }
+        return entries[key]?.wanting.remove(at: i)
+    }
+
     /// `worker` no longer needs a slot of `key` (its waiting clients left).
     public mutating func stopWaiting(_ key: String, worker: Int) {
         entries[key]?.wanting.removeAll { $0 == worker }

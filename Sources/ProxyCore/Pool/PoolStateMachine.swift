@@ -95,6 +95,11 @@ public struct PoolStateMachine<Client: Hashable, Server: Hashable> {
         return growIfNeeded(now: now)
     }
 
+    /// A logged-in server another worker handed over (it brought its slot along).
+    public mutating func serverAdopted(_ server: Server) -> [Action] {
+        serverAvailable(server)
+    }
+
     /// A `.connect` could not go ahead (other workers hold the process-wide pool_size): it no longer counts as
     /// connecting; a later `tick` tries again (the I/O layer ticks the pool when a slot frees up).
     public mutating func connectDeferred() {
