@@ -10,7 +10,9 @@
 # Knobs (environment):
 #   ROUNDS=3  DURATION=15  CLIENTS=16  THREADS=2  SCALE=10  PROTOCOL=simple
 #   POOL_SIZE=CLIENTS+4    same default_pool_size for PgBouncer and Switchyard
-#   TARGETS="direct pgbouncer switchyard"   (add pgpool for Pgpool-II)
+#   TARGETS="direct pgbouncer switchyard"   (add pgpool for Pgpool-II, switchyard-w2 for a second Switchyard
+#                                     with workers = 2 beside the first)
+#   SY_WORKERS=1                      workers of the `switchyard` target (PgBouncer has one thread)
 #   SCRIPTS="select-only tpcb"
 #   CLUSTER_ENV=path/to/cluster.env   use a running cluster (scripts/cluster.sh) instead of a new one
 #   SKIP_DEPS=1  SKIP_BUILD=1  SKIP_INIT=1 (reuse pgbench tables)
@@ -68,6 +70,8 @@ if [[ -n "${LATENCY_PLOT:-}" ]]; then
 fi
 PGB_PID=""
 SY_PID=""
+SY2_PID=""
+SY_WORKERS="${SY_WORKERS:-1}"
 PGPOOL_PID=""
 EXTRA_REPLICAS=()   # data directories of the replicas made here
 
@@ -98,6 +102,7 @@ cleanup() {
     fi
     stop_pid "$PGB_PID" TERM
     stop_pid "$SY_PID" TERM
+    stop_pid "$SY2_PID" TERM
     for d in "${EXTRA_REPLICAS[@]}"; do
         if [[ -f "$d/postmaster.pid" ]]; then
             "${AS_PG[@]}" "$PG_BIN/pg_ctl" -D "$d" -m immediate -w -t 30 stop >/dev/null 2>&1 || true
@@ -180,7 +185,7 @@ if has_target pgpool && [[ ! -x "$PGPOOL_BIN" ]]; then
     fi
 fi
 SY_BIN="${SWITCHYARD_BIN:-}"
-if has_target switchyard && [[ -z "$SY_BIN" ]]; then
+if { has_target switchyard || has_target switchyard-w2; } && [[ -z "$SY_BIN" ]]; then
     if [[ "${SKIP_BUILD:-0}" != 1 ]] && ! swift build -c release; then
         log "WARNING: swift build -c release failed; using the last release binary if there is one"
     fi
@@ -369,15 +374,13 @@ EOF
     echo "$nodes" | cut -d'|' -f1-8 | sed 's/^/bench:     /' >&2
 fi
 
-# ---- 5. Switchyard ----
-SY_PORT=""
-if has_target switchyard; then
-    SY_PORT="$(free_port)"
-    {
-        cat <<EOF
+# ---- 5. Switchyard (SY_WORKERS event loops; switchyard-w2: a second one with workers = 2) ----
+switchyard_conf() { # port workers -> proxy.conf on stdout
+    cat <<EOF
 [proxy]
 listen_addr = 127.0.0.1
-listen_port = $SY_PORT
+listen_port = $1
+workers = $2
 pool_mode = $POOL_MODE
 auth_type = scram-sha-256
 auth_file = $WORK/userlist.txt
@@ -392,16 +395,29 @@ health_check_database = sydb
 host = 127.0.0.1
 port = $PRIMARY_PORT
 EOF
-        # Probes (health, WAL positions) log in as the bench user; reads route to the replicas in transaction mode.
-        for i in "${!NODE_PORTS[@]}"; do
-            (( i == 0 )) && continue
-            printf '\n[replica.%s]\nhost = 127.0.0.1\nport = %s\nweight = 1\n' "${NODE_NAMES[$i]}" "${NODE_PORTS[$i]}"
-        done
-    } >"$WORK/proxy.conf"
+    # Probes (health, WAL positions) log in as the bench user; reads route to the replicas in transaction mode.
+    for i in "${!NODE_PORTS[@]}"; do
+        (( i == 0 )) && continue
+        printf '\n[replica.%s]\nhost = 127.0.0.1\nport = %s\nweight = 1\n' "${NODE_NAMES[$i]}" "${NODE_PORTS[$i]}"
+    done
+}
+SY_PORT=""
+if has_target switchyard; then
+    SY_PORT="$(free_port)"
+    switchyard_conf "$SY_PORT" "$SY_WORKERS" >"$WORK/proxy.conf"
     "$SY_BIN" --config "$WORK/proxy.conf" >"$WORK/switchyard.log" 2>&1 </dev/null &
     SY_PID=$!
     wait_port "$SY_PORT" "$SY_PID" switchyard "$WORK/switchyard.log"
-    log "switchyard $("$SY_BIN" --version 2>&1 | head -1) on $SY_PORT (pid $SY_PID)"
+    log "switchyard $("$SY_BIN" --version 2>&1 | head -1) on $SY_PORT (pid $SY_PID, workers = $SY_WORKERS)"
+fi
+SY2_PORT=""
+if has_target switchyard-w2; then
+    SY2_PORT="$(free_port)"
+    switchyard_conf "$SY2_PORT" 2 >"$WORK/proxy-w2.conf"
+    "$SY_BIN" --config "$WORK/proxy-w2.conf" >"$WORK/switchyard-w2.log" 2>&1 </dev/null &
+    SY2_PID=$!
+    wait_port "$SY2_PORT" "$SY2_PID" switchyard-w2 "$WORK/switchyard-w2.log"
+    log "switchyard-w2 on $SY2_PORT (pid $SY2_PID, workers = 2)"
 fi
 
 target_port() { # target -> port
@@ -410,6 +426,7 @@ target_port() { # target -> port
         pgbouncer) echo "$PGB_PORT" ;;
         pgpool) echo "$PGPOOL_PORT" ;;
         switchyard) echo "$SY_PORT" ;;
+        switchyard-w2) echo "$SY2_PORT" ;;
         *) die "unknown target $1" ;;
     esac
 }
@@ -419,6 +436,7 @@ target_pid() { # target -> the proxy's pid (empty for direct)
         pgbouncer) echo "$PGB_PID" ;;
         pgpool) echo "$PGPOOL_PID" ;;
         switchyard) echo "$SY_PID" ;;
+        switchyard-w2) echo "$SY2_PID" ;;
         *) echo "" ;;
     esac
 }
@@ -582,7 +600,7 @@ print(f"pgbench -M {proto} -c {clients} -j {threads}, {dur}s runs, scale {scale}
       + f". {versions}.\n")
 print("| workload | target | TPS | avg latency (ms) | p99 latency (ms) | proxy CPU µs/tx | CPU/tx vs PgBouncer | TPS vs PgBouncer |")
 print("|---|---|---:|---:|---:|---:|---:|---:|")
-order = ["direct", "pgbouncer", "pgpool", "switchyard"]
+order = ["direct", "pgbouncer", "pgpool", "switchyard", "switchyard-w2"]
 for script in dict.fromkeys(r["script"] for r in rows):
     stats = {}
     for target in order:

@@ -461,6 +461,7 @@ public final class Proxy {
     func forwardCancel(processID: Int32, secretKey: Int32) {
         let owner = Int(processID & 0xff)
         if owner != index, owner < workers.count {
+            logger.info("cancel request passed to its worker", metadata: ["worker": "\(owner)"])
             return workers.post(to: owner) { $0.forwardCancel(processID: processID, secretKey: secretKey) }
         }
         guard let client = cancelKeys[cancelKey(processID, secretKey)] else {
