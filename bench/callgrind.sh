@@ -4,7 +4,7 @@
 # the same pgbench -S load, each under callgrind, twice (N1 and N2 transactions); the difference of the
 # two totals divided by N2 - N1 leaves out start-up and shutdown.
 #
-# Knobs: N1=500 N2=2500 CLIENTS=4 POOL_MODE=transaction PROTOCOL=simple TARGETS="pgbouncer switchyard"
+# Knobs: N1=500 N2=2500 CLIENTS=4 POOL_MODE=transaction PROTOCOL=simple TARGETS="pgbouncer switchyard" SY_WORKERS=1
 #        CLUSTER_ENV=path/to/cluster.env (else a throwaway cluster) SWITCHYARD_BIN=... (else a release build)
 #        REPLICAS=0|1 (1: Switchyard routes the reads to the cluster's replica)  BENCH_OUT=file.md
 #        KEEP=1 keeps the callgrind.out files (for callgrind_annotate) in the printed work folder.
@@ -82,6 +82,7 @@ EOF
 listen_addr = 127.0.0.1
 listen_port = $port
 pool_mode = $POOL_MODE
+workers = ${SY_WORKERS:-1}
 auth_type = scram-sha-256
 auth_file = $WORK/userlist.txt
 default_pool_size = $((CLIENTS + 2))

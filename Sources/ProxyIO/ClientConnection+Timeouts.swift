@@ -37,6 +37,13 @@ extension ClientConnection {
         return proxy.config.statementTimeout(user: pool.user, database: pool.database, role: proxy.role(of: server.backend))
     }
 
+    /// Janitor: a transaction-mode client idle between transactions for a second gives back its stream's
+    /// bufferevent and buffers until it sends again (Stream.park): idle clients stay small.
+    func parkIfIdle(now: Double) {
+        guard case .idle = phase, now - idleSince >= 1, !stream.isParked else { return }
+        if stream.park() { log.debug("client parked", metadata: ["client": "\(label)"]) }
+    }
+
     /// Janitor: every client-side timeout, decided by Timeouts.check.
     func checkTimeout(now: Double) {
         let settings = proxy.config.proxy

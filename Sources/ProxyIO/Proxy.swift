@@ -609,7 +609,10 @@ public final class Proxy {
         for probe in probes { probe.tick(now: now) }
         for forwarder in cancelForwarders where now > forwarder.deadline { forwarder.giveUp() }
         for client in waitingForReplica { client.retryRoute(now: now) }
-        for client in clients { client.checkTimeout(now: now) }
+        for client in clients {
+            client.checkTimeout(now: now)
+            client.parkIfIdle(now: now)
+        }
         for pool in pools.values {
             for server in pool.allServers { server.checkTimeout(now: now) }
             pool.tick(now: now)

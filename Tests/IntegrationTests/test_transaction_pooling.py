@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import signal
 import struct
 import subprocess
 import threading
@@ -943,3 +944,29 @@ def test_login_needs_no_server_once_the_database_was_greeted(start_proxy):
     for c in (holder, late, plain):
         c.close()
     p.assert_alive()
+
+
+# ---- 14. idle clients park their buffers --------------------------------------------------------------
+
+
+def test_parked_idle_clients_wake_up_for_queries_errors_and_shutdown(tx_proxy):
+    """A client idle between transactions for a second gives back its bufferevent (Stream.park); its next
+    query, a server-side error, and the shutdown notice all still reach it."""
+    p = tx_proxy(size=2, log_level="debug")
+    a, b, c = connect(p), connect(p), connect(p)
+    for conn in (a, b, c):
+        assert conn.execute("SELECT 1").fetchone()[0] == 1
+    time.sleep(1.6)
+    assert p.log().count("client parked") >= 3, p.log()[-3000:]
+    assert a.execute("SELECT 41 + 1").fetchone()[0] == 42
+    with pytest.raises(errors.DivisionByZero):
+        b.execute("SELECT 1 / 0")
+    assert b.execute("SELECT 2").fetchone()[0] == 2
+    b.close()  # a parked client that leaves is noticed
+    time.sleep(1.6)
+    p.process.send_signal(signal.SIGTERM)
+    with pytest.raises(psycopg.OperationalError, match="shutting down"):
+        c.execute("SELECT 1")
+    assert p.process.wait(timeout=10) == 0
+    a.close()
+    c.close()
