@@ -3,7 +3,7 @@
 transaction pooling, a pool of 5) and stay idle; the proxy's RSS growth divided by N is the figure. Then each
 client runs one query and the RSS is read again.
 
-Usage: bench/idle_memory.py [--clients 10000] [--switchyard BIN] (needs a running cluster: PRIMARY_PORT, and
+Usage: bench/idle_memory.py [--clients 10000] [--switchyard BIN] [--workers 1] (needs a running cluster: PRIMARY_PORT, and
 pgbouncer on PATH; run as root it starts PgBouncer as postgres).
 """
 
@@ -85,7 +85,7 @@ def measure(name: str, port: int, pid: int, clients: int) -> dict:
         if len(socks) % 500 == 0:
             wait_all(socks[-500:], b"Z", 60)
     wait_all(socks[len(socks) - len(socks) % 500:], b"Z", 60)
-    time.sleep(0.5)
+    time.sleep(2.0)  # idle: Switchyard parks a client's buffers after a second between transactions
     logged_in = rss_kb(pid)
     for s in socks:
         s.sendall(query("SELECT 1"))
@@ -102,6 +102,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--clients", type=int, default=10000)
     ap.add_argument("--switchyard", default=os.environ.get("SWITCHYARD_BIN", ""))
+    ap.add_argument("--workers", type=int, default=1, help="Switchyard's workers (0: one per core)")
     args = ap.parse_args()
     primary = int(os.environ["PRIMARY_PORT"])
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -136,7 +137,7 @@ def main() -> None:
             with open(f"{work}/proxy.conf", "w") as f:
                 f.write(f"[proxy]\nlisten_port = {port}\nauth_type = trust\nauth_file = {work}/userlist.txt\n"
                         f"pool_mode = transaction\ndefault_pool_size = 5\nmax_client_conn = {args.clients + 100}\n"
-                        f"log_level = warning\n[primary]\nhost = 127.0.0.1\nport = {primary}\n")
+                        f"workers = {args.workers}\nlog_level = warning\n[primary]\nhost = 127.0.0.1\nport = {primary}\n")
             p = subprocess.Popen([args.switchyard, "--config", f"{work}/proxy.conf"], stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL)
             procs.append(p)

@@ -4,6 +4,9 @@ import Foundation
 import PGWire
 import ProxyCore
 
+/// Seconds between transactions after which a client parks (unparking costs a bufferevent and two epoll_ctl).
+let parkAfter = 0.25
+
 extension ClientConnection {
     /// Graceful shutdown may close this client now: it is not inside a transaction or a statement.
     var canCloseForShutdown: Bool {
@@ -37,11 +40,12 @@ extension ClientConnection {
         return proxy.config.statementTimeout(user: pool.user, database: pool.database, role: proxy.role(of: server.backend))
     }
 
-    /// Janitor: a transaction-mode client idle between transactions for a second gives back its stream's
-    /// bufferevent and buffers until it sends again (Stream.park): idle clients stay small.
+    /// Janitor: a transaction-mode client idle between transactions for `parkAfter` gives back its stream's
+    /// bufferevent and buffers until it sends again (Stream.park): idle clients stay small, also while a
+    /// connection storm logs thousands in (their buffers are reused by the clients still logging in).
     func parkIfIdle(now: Double) {
-        guard case .idle = phase, now - idleSince >= 1, !stream.isParked else { return }
-        if stream.park() { log.debug("client parked", metadata: ["client": "\(label)"]) }
+        guard case .idle = phase, now - idleSince >= parkAfter, !stream.isParked, stream.park() else { return }
+        log.debug("client parked", metadata: ["client": "\(label)"])
     }
 
     /// Janitor: every client-side timeout, decided by Timeouts.check.
