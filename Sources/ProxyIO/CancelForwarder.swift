@@ -20,7 +20,7 @@ final class CancelForwarder: StreamHandler, Hashable {
         let fd = socket(Int32(address.storage.ss_family), Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return nil }
         evutil_make_socket_nonblocking(fd)
-        stream = Stream(base: proxy.loop.base, fd: fd, handler: DummyHandler.shared)
+        stream = Stream(loop: proxy.loop, fd: fd, handler: DummyHandler.shared)
         stream.handler = self
         guard stream.connect(to: address, tls: tls) else {
             stream.close()

@@ -100,7 +100,7 @@ final class ClientConnection: StreamHandler, Hashable {
         self.peer = peer
         self.connectedAt = monotonicNow()
         self.loginBox = LoginBox(proxy.makeLoginMachine())
-        self.stream = Stream(base: proxy.loop.base, fd: fd, handler: DummyHandler.shared)
+        self.stream = Stream(loop: proxy.loop, fd: fd, handler: DummyHandler.shared)
         stream.handler = self
     }
 

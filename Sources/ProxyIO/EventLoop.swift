@@ -22,18 +22,42 @@ private let eventBoxCallback: event_callback_fn = { _, _, ctx in
     Unmanaged<EventBox>.fromOpaque(ctx!).takeUnretainedValue().action()
 }
 
+private let flushCallback: event_callback_fn = { _, _, ctx in
+    Unmanaged<EventLoop>.fromOpaque(ctx!).takeUnretainedValue().flushStreams()
+}
+
 public final class EventLoop {
     public let base: OpaquePointer
     private var boxes: [EventBox] = []
+    /// Streams written during this turn of the loop; one event, activated by the first of them, writes them all
+    /// after the callbacks already due (Stream.flush): one writev per stream and turn, no write event to arm.
+    private var dirty: [Stream] = []
+    private var flushEvent: OpaquePointer?
 
     public init() {
         guard let base = event_base_new() else { fatalError("event_base_new failed") }
         self.base = base
+        flushEvent = event_new(base, -1, 0, flushCallback, Unmanaged.passUnretained(self).toOpaque())
     }
 
     deinit {
         for box in boxes { if let ev = box.event { event_free(ev) } }
+        if let flushEvent { event_free(flushEvent) }
         event_base_free(base)
+    }
+
+    /// `stream` has output to write before the loop waits again.
+    func needsFlush(_ stream: Stream) {
+        if dirty.isEmpty { event_active(flushEvent, EV_TIMEOUT, 0) }
+        dirty.append(stream)
+    }
+
+    fileprivate func flushStreams() {
+        // Flushing can make more streams dirty (a callback it runs may write): they go in the next round.
+        var round = dirty
+        dirty.removeAll(keepingCapacity: true)
+        for stream in round { stream.flush() }
+        round.removeAll()
     }
 
     /// Runs until `stop()`.

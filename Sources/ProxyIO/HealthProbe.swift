@@ -80,7 +80,7 @@ final class HealthProbe: StreamHandler {
         let fd = socket(Int32(address.storage.ss_family), Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return failed("socket: \(String(cString: strerror(errno)))", now: now) }
         evutil_make_socket_nonblocking(fd)
-        let s = Stream(base: proxy.loop.base, fd: fd, handler: self)
+        let s = Stream(loop: proxy.loop, fd: fd, handler: self)
         stream = s
         phase = .connecting
         if !s.connect(to: address, tls: proxy.serverTLS(for: backend)) { failed("connect failed", now: now) }

@@ -97,7 +97,7 @@ final class ServerConnection: StreamHandler, Hashable {
         openedAt = now
         deadline = now + pool.proxy.config.proxy.serverConnectTimeout
         statements = ServerStatementCache(capacity: pool.proxy.config.proxy.maxPreparedStatements)
-        stream = Stream(base: pool.proxy.loop.base, fd: fd, handler: DummyHandler.shared)
+        stream = Stream(loop: pool.proxy.loop, fd: fd, handler: DummyHandler.shared)
         stream.handler = self
         guard stream.connect(to: address, tls: pool.proxy.serverTLS(for: backend)) else {
             stream.close()
@@ -120,7 +120,7 @@ final class ServerConnection: StreamHandler, Hashable {
         statements = handoff.statements
         staleStatements = handoff.staleStatements
         preparedEpoch = handoff.preparedEpoch
-        stream = Stream(base: pool.proxy.loop.base, fd: handoff.fd, handler: DummyHandler.shared)
+        stream = Stream(loop: pool.proxy.loop, fd: handoff.fd, handler: DummyHandler.shared)
         stream.handler = self
         phase = .idle
         idleSince = monotonicNow()

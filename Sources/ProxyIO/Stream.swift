@@ -20,13 +20,7 @@ private let readCallback: bufferevent_data_cb = { _, ctx in
     s.handler?.streamReadable(s)
 }
 private let writeCallback: bufferevent_data_cb = { _, ctx in
-    let s = Unmanaged<Stream>.fromOpaque(ctx!).takeUnretainedValue()
-    if s.closingAfterFlush {
-        if evbuffer_get_length(s.output) == 0 { s.close() }
-        return
-    }
-    if s.settingUpTLS { return s.tlsSetupWritable() }
-    s.handler?.streamWritable(s)
+    Unmanaged<Stream>.fromOpaque(ctx!).takeUnretainedValue().drained()
 }
 private let eventCallback: bufferevent_event_cb = { _, events, ctx in
     let s = Unmanaged<Stream>.fromOpaque(ctx!).takeUnretainedValue()
@@ -84,15 +78,70 @@ final class Stream {
     fileprivate var parkEvent: OpaquePointer?
     fileprivate var parkedFD: Int32 = -1
 
-    init(base: OpaquePointer, fd: Int32, handler: StreamHandler) {
-        let bev = bufferevent_socket_new(base, fd, Int32(BEV_OPT_CLOSE_ON_FREE.rawValue))!
+    /// The loop this stream lives on (it outlives every stream).
+    unowned(unsafe) let loop: EventLoop
+    /// Plain sockets are written by `flush()` straight away; the bufferevent's write event is armed only while
+    /// the socket is full (`writeArmed`). OpenSSL bufferevents write themselves.
+    private var directWrites = true
+    private var writeArmed = false
+    private var queuedForFlush = false
+    /// Someone waits for the output to drain (backpressure, close after flush, TLS setup): `drained()` runs
+    /// when a flush empties it.
+    private var drainWaiter = false
+
+    init(loop: EventLoop, fd: Int32, handler: StreamHandler) {
+        self.loop = loop
+        let bev = bufferevent_socket_new(loop.base, fd, Int32(BEV_OPT_CLOSE_ON_FREE.rawValue))!
         self.bev = bev
         self.input = bufferevent_get_input(bev)
         self.output = bufferevent_get_output(bev)
         self.handler = handler
         let ctx = Unmanaged.passUnretained(self).toOpaque()
         bufferevent_setcb(bev, readCallback, writeCallback, eventCallback, ctx)
-        bufferevent_enable(bev, Int16(EV_READ | EV_WRITE))
+        // A new bufferevent has EV_WRITE enabled: off, so adding output does not arm the write event.
+        bufferevent_disable(bev, Int16(EV_WRITE))
+        bufferevent_enable(bev, Int16(EV_READ))
+    }
+
+    /// Output was added: write it at the end of this turn of the loop.
+    @inline(__always)
+    private func outputAdded() {
+        if directWrites && !queuedForFlush && !writeArmed {
+            queuedForFlush = true
+            loop.needsFlush(self)
+        }
+    }
+
+    /// Writes the buffered output now (EventLoop calls it once per turn). What the socket does not take, and
+    /// any error, is left to the bufferevent's write event, armed until the output is empty.
+    func flush() {
+        queuedForFlush = false
+        guard directWrites, !writeArmed, !isClosed, let bev, evbuffer_get_length(output) > 0 else { return }
+        // The socket bufferevent freezes the front of its output (only it drains it); open it for this write.
+        evbuffer_unfreeze(output, 1)
+        let written = evbuffer_write(output, bufferevent_getfd(bev))
+        evbuffer_freeze(output, 1)
+        if written < 0 || evbuffer_get_length(output) > 0 {
+            writeArmed = true
+            bufferevent_enable(bev, Int16(EV_WRITE))
+            return
+        }
+        if drainWaiter { drained() }
+    }
+
+    /// The output drained (to the low watermark, or empty after a flush).
+    fileprivate func drained() {
+        if writeArmed, evbuffer_get_length(output) == 0, let bev {
+            writeArmed = false
+            bufferevent_disable(bev, Int16(EV_WRITE))
+        }
+        drainWaiter = false
+        if closingAfterFlush {
+            if evbuffer_get_length(output) == 0 { close() }
+            return
+        }
+        if settingUpTLS { return tlsSetupWritable() }
+        handler?.streamWritable(self)
     }
 
     /// Starts a non-blocking connect; the handler gets BEV_EVENT_CONNECTED or an error. With `tls` (a server and
@@ -117,6 +166,7 @@ final class Stream {
         guard !isClosed else { return }
         if parkEvent != nil { unpark() }
         bytes.withUnsafeBytes { _ = evbuffer_add(output, $0.baseAddress, $0.count) }
+        outputAdded()
     }
 
     /// Type byte and length field of the next message, if 5 bytes are buffered. No allocation.
@@ -180,7 +230,9 @@ final class Stream {
     @inline(__always)
     func move(upTo count: Int, to other: Stream) -> Int {
         if other.parkEvent != nil { other.unpark() }
-        return Int(evbuffer_remove_buffer(input, other.output, count))
+        let moved = Int(evbuffer_remove_buffer(input, other.output, count))
+        other.outputAdded()
+        return moved
     }
 
     func pauseReading() {
@@ -191,6 +243,7 @@ final class Stream {
 
     /// The write callback fires when output drains to `bytes` or below.
     func setWriteLowWatermark(_ bytes: Int) {
+        drainWaiter = true
         if let bev { bufferevent_setwatermark(bev, Int16(EV_WRITE), bytes, 0) }
     }
 
@@ -210,6 +263,7 @@ final class Stream {
         closingAfterFlush = true
         selfRetain = self
         setWriteLowWatermark(0)
+        outputAdded()
     }
 
     /// Frees the bufferevent and the socket now (a TLS session sends close_notify first). Safe to call twice.
@@ -244,7 +298,7 @@ extension Stream {
               evbuffer_get_length(input) == 0, evbuffer_get_length(output) == 0 else { return false }
         guard case .none = tlsPhase else { return false }
         let fd = bufferevent_getfd(bev)
-        guard let event = event_new(bufferevent_get_base(bev), fd, Int16(EV_READ), parkCallback,
+        guard let event = event_new(loop.base, fd, Int16(EV_READ), parkCallback,
                                     Unmanaged.passUnretained(self).toOpaque()) else { return false }
         bufferevent_setfd(bev, -1)
         bufferevent_free(bev)
@@ -261,16 +315,16 @@ extension Stream {
     /// read on the loop's next turn (the socket stays readable).
     func unpark() {
         guard let event = parkEvent else { return }
-        let base = event_get_base(event)
         event_free(event)
         parkEvent = nil
-        let bev = bufferevent_socket_new(base, parkedFD, Int32(BEV_OPT_CLOSE_ON_FREE.rawValue))!
+        let bev = bufferevent_socket_new(loop.base, parkedFD, Int32(BEV_OPT_CLOSE_ON_FREE.rawValue))!
         parkedFD = -1
         self.bev = bev
         input = bufferevent_get_input(bev)
         output = bufferevent_get_output(bev)
         bufferevent_setcb(bev, readCallback, writeCallback, eventCallback, Unmanaged.passUnretained(self).toOpaque())
-        bufferevent_enable(bev, Int16(EV_READ | EV_WRITE))
+        bufferevent_disable(bev, Int16(EV_WRITE))
+        bufferevent_enable(bev, Int16(EV_READ))
     }
 }
 
@@ -308,6 +362,9 @@ extension Stream {
             return tlsSetupFailed("cannot create the TLS bufferevent")
         }
         tlsPhase = .handshaking
+        // OpenSSL's bufferevent writes by itself from now on.
+        directWrites = false
+        writeArmed = false
         bufferevent_setfd(old, -1)
         bufferevent_free(old)
         bev = tlsBev
