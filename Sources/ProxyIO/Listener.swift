@@ -8,12 +8,14 @@ struct ListenError: Error, CustomStringConvertible {
 
 private let acceptCallback: evconnlistener_cb = { _, fd, sa, _, ctx in
     let listener = Unmanaged<Listener>.fromOpaque(ctx!).takeUnretainedValue()
-    listener.proxy?.accepted(fd: fd, peer: SocketOptions.peerName(sa.map { UnsafePointer($0) }))
+    listener.proxy.accepted(fd: fd, peer: SocketOptions.peerName(sa.map { UnsafePointer($0) }))
 }
 
 /// Ownership: libevent holds an unretained pointer to the Listener; the Proxy keeps it alive and calls close().
 final class Listener {
-    weak var proxy: Proxy?
+    /// Not weak: a weak reference gives the Proxy a side table, and every retain of it would take the slow path.
+    /// The Proxy owns the listener and closes it before it goes.
+    unowned(unsafe) let proxy: Proxy
     private var listener: OpaquePointer?
 
     init(proxy: Proxy, host: String, port: Int) throws {

@@ -17,11 +17,10 @@ enum SwitchyardMetric {
     static let replicaLagBytes = make("replica_lag", "bytes", "WAL bytes a replica's replay is behind the primary.")
     static let replicaLagSeconds = make("replica_lag", "seconds", "Seconds a replica's replay is behind the primary.")
 
-    /// Buckets of the duration histograms: 0.5 ms .. 10 s.
-    static let durationBuckets: [Duration] = [
-        .microseconds(500), .milliseconds(1), .microseconds(2500), .milliseconds(5), .milliseconds(10),
-        .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500),
-        .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10),
+    /// Buckets of the duration histograms, in seconds: 0.5 ms .. 10 s. Seconds as Double rather than Duration:
+    /// each record compares against every bucket, and Double compares inline (Duration's `<` is a call).
+    static let durationBuckets: [Double] = [
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
     ]
 
     private static func make(_ name: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
@@ -31,7 +30,7 @@ enum SwitchyardMetric {
 
 /// One backend's series: `backend` and `role` labels.
 struct BackendMetrics: Sendable {
-    let duration: DurationHistogram
+    let duration: ValueHistogram
     let queries: Counter
     let errors: Counter
     let timeouts: Counter
@@ -39,7 +38,7 @@ struct BackendMetrics: Sendable {
 
     init(collector: PrometheusCollectorRegistry, name: String, role: BackendRole) {
         let labels = [("backend", name), ("role", role.rawValue)]
-        duration = collector.makeDurationHistogram(descriptor: SwitchyardMetric.backendDuration, labels: labels,
+        duration = collector.makeValueHistogram(descriptor: SwitchyardMetric.backendDuration, labels: labels,
                                                    buckets: SwitchyardMetric.durationBuckets)
         queries = collector.makeCounter(descriptor: SwitchyardMetric.backendQueries, labels: labels)
         errors = collector.makeCounter(descriptor: SwitchyardMetric.backendErrors, labels: labels)
@@ -48,7 +47,7 @@ struct BackendMetrics: Sendable {
     }
 
     func record(micros: UInt64, outcome: StatementSample.Outcome) {
-        duration.record(.microseconds(micros))
+        duration.record(Double(micros) / 1_000_000)
         queries.increment()
         switch outcome {
         case .ok: break
@@ -63,14 +62,14 @@ struct BackendMetrics: Sendable {
 /// The collector and the series every registry has from the start.
 struct StatsMetrics: Sendable {
     let collector: PrometheusCollectorRegistry
-    let primaryRoute: DurationHistogram
-    let replicaRoute: DurationHistogram
+    let primaryRoute: ValueHistogram
+    let replicaRoute: ValueHistogram
     let evictions: Counter
 
     init(collector: PrometheusCollectorRegistry) {
         self.collector = collector
-        func route(_ role: BackendRole) -> DurationHistogram {
-            collector.makeDurationHistogram(descriptor: SwitchyardMetric.routeDuration, labels: [("route", role.rawValue)],
+        func route(_ role: BackendRole) -> ValueHistogram {
+            collector.makeValueHistogram(descriptor: SwitchyardMetric.routeDuration, labels: [("route", role.rawValue)],
                                             buckets: SwitchyardMetric.durationBuckets)
         }
         primaryRoute = route(.primary)
@@ -78,7 +77,7 @@ struct StatsMetrics: Sendable {
         evictions = collector.makeCounter(descriptor: SwitchyardMetric.fingerprintEvictions)
     }
 
-    func route(_ role: BackendRole) -> DurationHistogram {
+    func route(_ role: BackendRole) -> ValueHistogram {
         switch role {
         case .primary: return primaryRoute
         case .replica: return replicaRoute

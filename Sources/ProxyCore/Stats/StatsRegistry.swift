@@ -247,7 +247,7 @@ public struct StatsRegistry: Sendable {
         backends.rows[b].period.advance(to: epoch, current: backends.rows[b].latency.totals)
         backends.rows[b].latency.record(micros: sample.micros, failed: failed, now: now, pool: &pool)
         backends.rows[b].metrics.record(micros: sample.micros, outcome: sample.outcome)
-        metrics.route(sample.role).record(.microseconds(sample.micros))
+        metrics.route(sample.role).record(Double(sample.micros) / 1_000_000)
 
         let d = databasePosition(sample.database, epoch: epoch)
         databases.rows[d].period.advance(to: epoch, current: databases.rows[d].totals)
