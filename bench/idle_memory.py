@@ -3,7 +3,7 @@
 transaction pooling, a pool of 5) and stay idle; the proxy's RSS growth divided by N is the figure. Then each
 client runs one query and the RSS is read again.
 
-Usage: bench/idle_memory.py [--clients 10000] [--switchyard BIN] [--workers 1] (needs a running cluster: PRIMARY_PORT, and
+Usage: bench/idle_memory.py [--clients 10000] [--switchyard BIN] [--workers 1] [--pace 0] (needs a running cluster: PRIMARY_PORT, and
 pgbouncer on PATH; run as root it starts PgBouncer as postgres).
 """
 
@@ -74,7 +74,7 @@ def wait_all(socks: list[socket.socket], needle: bytes, timeout: float) -> None:
         raise RuntimeError(f"{len(pending)} clients did not get ReadyForQuery in {timeout}s")
 
 
-def measure(name: str, port: int, pid: int, clients: int) -> dict:
+def measure(name: str, port: int, pid: int, clients: int, pace: float = 0.0) -> dict:
     time.sleep(0.5)
     before = rss_kb(pid)
     socks = []
@@ -84,6 +84,7 @@ def measure(name: str, port: int, pid: int, clients: int) -> dict:
         socks.append(s)
         if len(socks) % 500 == 0:
             wait_all(socks[-500:], b"Z", 60)
+            time.sleep(pace)
     wait_all(socks[len(socks) - len(socks) % 500:], b"Z", 60)
     time.sleep(2.0)  # idle: Switchyard parks a client's buffers after a second between transactions
     logged_in = rss_kb(pid)
@@ -103,6 +104,9 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=10000)
     ap.add_argument("--switchyard", default=os.environ.get("SWITCHYARD_BIN", ""))
     ap.add_argument("--workers", type=int, default=1, help="Switchyard's workers (0: one per core)")
+    ap.add_argument("--pace", type=float, default=0.0,
+                    help="seconds to wait after each 500 logins (0: as fast as they go; 0.5: clients arrive over time "
+                         "and Switchyard's parked clients give their buffers to the next ones)")
     args = ap.parse_args()
     primary = int(os.environ["PRIMARY_PORT"])
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -130,7 +134,7 @@ def main() -> None:
             p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             procs.append(p)
             time.sleep(1)
-            results.append(measure("pgbouncer", port, p.pid, args.clients))
+            results.append(measure("pgbouncer", port, p.pid, args.clients, args.pace))
             p.terminate()
         if args.switchyard:
             port = free_port()
@@ -142,7 +146,7 @@ def main() -> None:
                                  stderr=subprocess.DEVNULL)
             procs.append(p)
             time.sleep(1)
-            results.append(measure("switchyard", port, p.pid, args.clients))
+            results.append(measure("switchyard", port, p.pid, args.clients, args.pace))
             p.terminate()
     finally:
         for p in procs:

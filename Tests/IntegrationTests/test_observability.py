@@ -119,9 +119,11 @@ def test_percentiles_agree_with_the_client(start_proxy):
     cols, rows = show(p, "QUERIES")
     row = next(r for r in rows if r["query"].startswith("select pg_sleep"))
     assert row["calls"] == 100, row
-    for col, p_ in [("p50_ms", 50), ("p90_ms", 90), ("p99_ms", 99)]:
+    # p99 of 100 samples is the second slowest: one stall of the client itself (a loaded machine) lands there,
+    # so the tail gets 15 %.
+    for col, p_, tolerance in [("p50_ms", 50, 0.05), ("p90_ms", 90, 0.05), ("p99_ms", 99, 0.15)]:
         ours, theirs = float(row[col]), pct(p_)
-        assert abs(ours - theirs) <= 0.05 * theirs, (col, ours, theirs)
+        assert abs(ours - theirs) <= tolerance * theirs, (col, ours, theirs)
     _, latency = show(p, "LATENCY")
     primary = next(r for r in latency if r["backend"] == "primary")
     assert primary["calls"] >= 100, primary

@@ -149,6 +149,12 @@ final class SessionEffectsTests: XCTestCase {
         }
         XCTAssertTrue(SessionAnalyzer.mayHaveEffects("SELECT \"x\"SET"))
         XCTAssertTrue(SessionAnalyzer.mayHaveEffects("select U&\"\\0073et_config\"('a', 'b', false)"))
+        // Inside a word nothing counts, except advisory and temp after an underscore.
+        XCTAssertFalse(SessionAnalyzer.mayHaveEffects("SELECT abalance FROM pgbench_accounts WHERE aid = 7"))
+        XCTAssertFalse(SessionAnalyzer.mayHaveEffects("SELECT offset_reset, unsettled FROM t"))
+        XCTAssertTrue(SessionAnalyzer.mayHaveEffects("SELECT pg_try_advisory_xact_lock(1)"))
+        XCTAssertTrue(SessionAnalyzer.mayHaveEffects("SELECT * FROM pg_temp.t"))
+        XCTAssertTrue(SessionAnalyzer.mayHaveEffects("create temporary table x (a int)"))
     }
 
     func testTransactionControl() {
