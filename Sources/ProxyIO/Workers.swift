@@ -6,6 +6,7 @@ import Foundation
 import PGWire
 import Prometheus
 import ProxyCore
+import Synchronization
 
 private let mailboxCallback: event_callback_fn = { _, _, ctx in
     Unmanaged<Mailbox>.fromOpaque(ctx!).takeUnretainedValue().drain()
@@ -80,6 +81,9 @@ public final class Workers {
         extra: [(UInt8(ascii: "R"), "RevalidateCachedQuery")]))
     fileprivate let lock = NSLock()
     private var slots = PoolSlots()
+    /// How many workers wait for a pool slot anywhere (kept under `lock`, read without it): the check every
+    /// released server makes costs no lock while nobody waits.
+    private let slotWaiters = Atomic<Int>(0)
     private var clientCount = 0
     private var gauges: [WorkerGauges]
     /// Round-robin position of the next accepted client (touched by worker 0 only).
@@ -154,18 +158,21 @@ public final class Workers {
     func acquireSlot(_ key: String, limit: Int, worker: Int, wait: Bool) -> Bool {
         lock.lock()
         defer { lock.unlock() }
-        return slots.acquire(key, limit: limit, worker: worker, wait: wait)
+        let granted = slots.acquire(key, limit: limit, worker: worker, wait: wait)
+        slotWaiters.store(slots.waitingWorkers, ordering: .relaxed)
+        return granted
     }
 
     func releaseSlot(_ key: String) {
         lock.lock()
         let wake = slots.release(key)
+        slotWaiters.store(slots.waitingWorkers, ordering: .relaxed)
         lock.unlock()
         if let wake { post(to: wake) { $0.slotFreed(key) } }
     }
 
     func othersWaitForSlot(_ key: String, besides worker: Int) -> Bool {
-        guard count > 1 else { return false }
+        guard count > 1, slotWaiters.load(ordering: .relaxed) > 0 else { return false }
         lock.lock()
         defer { lock.unlock() }
         return slots.othersWaiting(key, besides: worker)
@@ -175,12 +182,15 @@ public final class Workers {
     func takeSlotWaiter(_ key: String, besides worker: Int) -> Int? {
         lock.lock()
         defer { lock.unlock() }
-        return slots.takeWaiter(key, besides: worker)
+        let taken = slots.takeWaiter(key, besides: worker)
+        slotWaiters.store(slots.waitingWorkers, ordering: .relaxed)
+        return taken
     }
 
     func stopWaitingForSlot(_ key: String, worker: Int) {
         lock.lock()
         slots.stopWaiting(key, worker: worker)
+        slotWaiters.store(slots.waitingWorkers, ordering: .relaxed)
         lock.unlock()
     }
 

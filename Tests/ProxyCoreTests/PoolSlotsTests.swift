@@ -21,6 +21,7 @@ final class PoolSlotsTests: XCTestCase {
         XCTAssertFalse(slots.acquire("db", limit: 1, worker: 2, wait: true))
         XCTAssertFalse(slots.acquire("db", limit: 1, worker: 1, wait: true), "a worker queues once")
         XCTAssertTrue(slots.othersWaiting("db", besides: 0))
+        XCTAssertEqual(slots.waitingWorkers, 2)
         XCTAssertEqual(slots.release("db"), 1)
         XCTAssertTrue(slots.acquire("db", limit: 1, worker: 1, wait: true))
         XCTAssertEqual(slots.release("db"), 2)
@@ -28,6 +29,7 @@ final class PoolSlotsTests: XCTestCase {
         XCTAssertFalse(slots.othersWaiting("db", besides: 2))
         XCTAssertNil(slots.release("db"))
         XCTAssertEqual(slots.used("db"), 0)
+        XCTAssertEqual(slots.waitingWorkers, 0)
     }
 
     func testNoWaitDoesNotQueue() {

@@ -59,6 +59,9 @@ public struct PoolSlots {
         entries[key]?.wanting.removeAll { $0 == worker }
     }
 
+    /// Waiting entries over all keys (a worker waiting for two pools counts twice).
+    public var waitingWorkers: Int { entries.values.reduce(0) { $0 + $1.wanting.count } }
+
     /// Servers of `key` open or opening in all workers.
     public func used(_ key: String) -> Int { entries[key]?.used ?? 0 }
 }
