@@ -126,27 +126,6 @@ final class ServerConnection: StreamHandler, Hashable {
         idleSince = monotonicNow()
     }
 
-    /// Whether this idle server can move to another worker as it is: plain TCP (a TLS session stays with its
-    /// loop) and nothing buffered. Its prepared statements go along (their names are the process's).
-    var canHandOff: Bool {
-        guard case .idle = phase else { return false }
-        return stream.tlsDescription == nil && stream.inputLength == 0 && stream.outputLength == 0
-    }
-
-    /// Lets go of this idle server for another worker: the socket (duplicated) and what the proxy knows of the
-    /// session go into the handoff; this connection closes without a Terminate and without giving back its slot.
-    func handOff() -> ServerHandoff? {
-        let fd = dup(stream.fd)
-        guard fd >= 0 else { return nil }
-        let handoff = ServerHandoff(fd: fd, backend: backend, address: address, openedAt: openedAt,
-                                    processID: processID, secretKey: secretKey, parameters: parameters,
-                                    sessionParams: sessionParams, statements: statements,
-                                    staleStatements: staleStatements, preparedEpoch: preparedEpoch)
-        phase = .closed
-        stream.close()
-        return handoff
-    }
-
     static func == (a: ServerConnection, b: ServerConnection) -> Bool { a === b }
     func hash(into h: inout Hasher) { h.combine(ObjectIdentifier(self)) }
 
@@ -242,7 +221,7 @@ final class ServerConnection: StreamHandler, Hashable {
         pool.serverFailed(self, error: errorFields)
     }
 
-    private func fields(_ code: String, _ message: String) -> ErrorFields {
+    func fields(_ code: String, _ message: String) -> ErrorFields {
         ErrorFields(fields: [UInt8(ascii: "S"): "FATAL", UInt8(ascii: "C"): code, UInt8(ascii: "M"): message])
     }
 
@@ -648,105 +627,7 @@ final class ServerConnection: StreamHandler, Hashable {
         stream.resumeReading()
         relayToClient()
     }
-
-    // MARK: Ends
-
-    /// The client is done with this server: reset and reuse it when clean, close it otherwise.
-    func release() {
-        client = nil
-        guard case .active = phase, isClean, !stream.isClosed else {
-            return close(reason: "client left mid-query or mid-transaction")
-        }
-        stream.resumeReading()
-        let reset = proxy.config.proxy.serverResetQuery
-        tracking = false
-        tracker.reset()
-        if reset.isEmpty {
-            goIdle()
-        } else {
-            runInternal(.reset, sql: reset)
-        }
-    }
-
-    /// The connection broke: tell the client (if any) and the pool.
-    func broken(_ why: String) {
-        switch phase {
-        case .closed: return
-        case .connecting, .login:
-            let code = SQLState.unableToConnect
-            log.warning("server connection failed", metadata: ["server": "\(label)", "reason": "\(why)"])
-            phase = .closed
-            stream.close()
-            pool.serverFailed(self, error: fields(code, "switchyard could not connect to backend \(backend.name) (\(address.description)): \(why)"))
-        case .internalQuery(.setup, _):
-            // Lost while being checked or set up for a client that has sent nothing through it yet:
-            // the client waits for another server instead of failing.
-            log.warning("server connection lost before use", metadata: ["server": "\(label)", "reason": "\(why)"])
-            let c = client
-            close(reason: why)
-            c?.serverLostBeforeUse()
-        case .active where retryableQuery != nil && client != nil:
-            log.warning("replica connection lost before any reply: retrying on the primary", metadata: ["server": "\(label)", "reason": "\(why)"])
-            let c = client!
-            let query = retryableQuery!
-            retryableQuery = nil
-            close(reason: why)
-            c.retryOnPrimary(query, from: nil, misroutedOn: backend.name)
-        case .internalQuery, .idle, .active:
-            log.warning("server connection lost", metadata: ["server": "\(label)", "reason": "\(why)"])
-            let c = client
-            close(reason: why)
-            c?.fail(code: SQLState.connectionFailure, message: "server connection to backend \(backend.name) (\(address.description)) lost: \(why)", reason: "server lost")
-        }
-    }
-
-    func close(reason: String) {
-        if case .closed = phase { return }
-        log.debug("server closed", metadata: ["server": "\(label)", "reason": "\(reason)"])
-        let wasLoggedIn: Bool
-        switch phase {
-        case .connecting, .login, .closed: wasLoggedIn = false
-        case .internalQuery, .idle, .active: wasLoggedIn = true
-        }
-        phase = .closed
-        client = nil
-        lent = false
-        if wasLoggedIn && !stream.isClosed { stream.write(ProxyMessages.terminate()) }
-        stream.closeAfterFlush()
-        if wasLoggedIn { pool.serverClosed(self) } else { pool.serverFailed(self, error: nil) }
-    }
-
-    /// Janitor: a server still connecting past server_connect_timeout is given up.
-    func checkTimeout(now: Double) {
-        switch phase {
-        case .connecting, .login:
-            if now > deadline { broken("timeout after \(proxy.config.proxy.serverConnectTimeout)s (server_connect_timeout)") }
-        case .internalQuery, .idle, .active, .closed: break
-        }
-    }
 }
 
-/// Placeholder handler used only between a Stream's creation and the owner assigning itself.
+/// The message of Postgres's error when DDL changed a prepared statement's result (SQLSTATE 0A000).
 let cachedPlanMessage = "cached plan must not change result type"
-
-final class DummyHandler: StreamHandler {
-    static let shared = DummyHandler()
-    func streamReadable(_ stream: Stream) {}
-    func streamWritable(_ stream: Stream) {}
-    func streamEvent(_ stream: Stream, events: Int16) {}
-}
-
-/// An idle, logged-in server on its way from one worker to another (the socket is a dup the receiver owns).
-struct ServerHandoff {
-    let fd: Int32
-    let backend: BackendConfig
-    let address: SocketAddress
-    let openedAt: Double
-    let processID: Int32
-    let secretKey: Int32
-    let parameters: [String: String]
-    let sessionParams: [String: String]
-    let statements: ServerStatementCache
-    let staleStatements: Set<Int>
-    let preparedEpoch: [Int: Int]
-}

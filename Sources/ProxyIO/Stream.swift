@@ -453,3 +453,11 @@ extension Stream {
         finishSetup(Int16(BEV_EVENT_ERROR))
     }
 }
+
+/// Placeholder handler used only between a Stream's creation and the owner assigning itself.
+final class DummyHandler: StreamHandler {
+    static let shared = DummyHandler()
+    func streamReadable(_ stream: Stream) {}
+    func streamWritable(_ stream: Stream) {}
+    func streamEvent(_ stream: Stream, events: Int16) {}
+}
