@@ -26,6 +26,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -244,6 +245,30 @@ class Proxy:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=5)
+
+
+def run_and_cancel(conn: psycopg.Connection, sql: str = "SELECT pg_sleep(30)", delay: float = 0.5) -> tuple[str, float]:
+    """Runs `sql` on `conn` in a thread and cancels it (a CancelRequest on a new connection) after `delay`
+    seconds: the outcome ("57014", "finished" or the error) and the seconds from the cancel to the end."""
+    result: dict[str, str] = {}
+
+    def run():
+        try:
+            conn.execute(sql)
+            result["outcome"] = "finished"
+        except psycopg.errors.QueryCanceled as e:
+            result["outcome"] = e.sqlstate
+        except Exception as e:  # noqa: BLE001 - reported to the caller
+            result["outcome"] = repr(e)
+
+    th = threading.Thread(target=run)
+    th.start()
+    time.sleep(delay)
+    t_cancel = time.monotonic()
+    conn.cancel()
+    th.join(10)
+    assert not th.is_alive(), "query still running 10 s after cancel"
+    return result.get("outcome", ""), time.monotonic() - t_cancel
 
 
 def write_userlist(path: Path, users: dict[str, str]) -> None:

@@ -2,12 +2,11 @@
 error in the middle, the FunctionCall message, and query cancellation."""
 
 import struct
-import threading
-import time
 
 import pytest
 from psycopg import errors
 
+from conftest import run_and_cancel
 from pgwire import RawConn, data_rows, error_fields, function_call
 
 
@@ -104,28 +103,8 @@ def test_sql_function_call(proxy):
 
 def test_cancel_arrives_within_a_second(proxy):
     with proxy.connect() as conn:
-        result = {}
-
-        def run():
-            t0 = time.monotonic()
-            try:
-                conn.execute("SELECT pg_sleep(30)")
-                result["outcome"] = "finished"
-            except errors.QueryCanceled as e:
-                result["outcome"] = e.sqlstate
-            except Exception as e:  # noqa: BLE001 - reported below
-                result["outcome"] = repr(e)
-            result["t"] = time.monotonic() - t0
-
-        th = threading.Thread(target=run)
-        th.start()
-        time.sleep(0.5)
-        t_cancel = time.monotonic()
-        conn.cancel()
-        th.join(10)
-        waited = time.monotonic() - t_cancel
-        assert not th.is_alive(), "query still running 10 s after cancel"
-        assert result["outcome"] == "57014", result
+        outcome, waited = run_and_cancel(conn)
+        assert outcome == "57014", outcome
         assert waited < 1.0, f"cancel took {waited:.2f}s"
         # The session is still usable after the cancel.
         assert conn.execute("SELECT 1").fetchone()[0] == 1

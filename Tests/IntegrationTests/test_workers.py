@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from conftest import PASSWORDS
+from conftest import PASSWORDS, run_and_cancel
 
 pytestmark = pytest.mark.proxy_only
 
@@ -123,23 +123,9 @@ def test_cancel_reaches_a_client_on_another_worker(two_workers):
     p = two_workers()
     for _ in range(2):  # consecutive connections alternate workers: at least one cancel crosses
         with p.connect() as conn:
-            result = {}
-
-            def run():
-                try:
-                    conn.execute("SELECT pg_sleep(30)")
-                    result["outcome"] = "finished"
-                except errors.QueryCanceled as e:
-                    result["outcome"] = e.sqlstate
-
-            th = threading.Thread(target=run)
-            th.start()
-            time.sleep(0.4)
-            t0 = time.monotonic()
-            conn.cancel()
-            th.join(10)
-            assert result.get("outcome") == "57014", result
-            assert time.monotonic() - t0 < 2
+            outcome, waited = run_and_cancel(conn, delay=0.4)
+            assert outcome == "57014", outcome
+            assert waited < 2
             assert conn.execute("SELECT 2").fetchone()[0] == 2
     p.wait_for_log("cancel request passed to its worker")
     p.assert_alive()
