@@ -149,7 +149,7 @@ final class SessionEffectsTests: XCTestCase {
         }
         XCTAssertTrue(SessionAnalyzer.mayHaveEffects("SELECT \"x\"SET"))
         XCTAssertTrue(SessionAnalyzer.mayHaveEffects("select U&\"\\0073et_config\"('a', 'b', false)"))
-        // Inside a word nothing counts, except advisory and temp after an underscore.
+        // A keyword inside a longer word does not count (advisory and temp count anywhere: pg_advisory_lock, pg_temp).
         XCTAssertFalse(SessionAnalyzer.mayHaveEffects("SELECT abalance FROM pgbench_accounts WHERE aid = 7"))
         XCTAssertFalse(SessionAnalyzer.mayHaveEffects("SELECT offset_reset, unsettled FROM t"))
         XCTAssertTrue(SessionAnalyzer.mayHaveEffects("SELECT pg_try_advisory_xact_lock(1)"))

@@ -70,25 +70,15 @@ public enum SessionAnalyzer {
 
     /// Hot-path pre-check on raw bytes, no allocation: false when the text certainly has no session effect.
     /// Case-insensitive scan for set, reset, discard, deallocate, prepare, listen, unlisten, declare, close
-    /// (at the start of a word) and advisory, temp (also after `_`, to catch pg_advisory_lock and pg_temp), plus U&
+    /// (at the start of a word) and advisory, temp (anywhere, to catch pg_advisory_lock and pg_temp), plus U&
     /// quoted names (which may spell anything). False positives are fine (UPDATE ... SET is one).
     public static func mayHaveEffects(_ bytes: UnsafeRawBufferPointer) -> Bool {
         let n = bytes.count
         // A single UPDATE statement's own SET clause is no session effect (the common false positive).
         let singleUpdate = startsWithWord(bytes, "update") && !bytes.contains(UInt8(ascii: ";"))
         var i = 0
-        // Every keyword starts a word, and advisory / temp follow `_` (pg_advisory_lock, pg_temp) when they do not:
-        // the inside of words is skipped without looking further (most of a statement's bytes).
-        var previousIsWordChar = false
         while i < n {
-            let b = bytes[i]
-            let wordChar = SQLLexer.isLetter(b) || SQLLexer.isDigit(b) || b == 95 || b >= 0x80
-            defer { previousIsWordChar = wordChar }
-            if previousIsWordChar && bytes[i - 1] != 95 {
-                i += 1
-                continue
-            }
-            let c = b | 0x20
+            let c = bytes[i] | 0x20
             switch c {
             case 0x73: // s
                 if wordStart(bytes, i), matches(bytes, i, "set"), !singleUpdate || (i + 3 < n && bytes[i + 3] == UInt8(ascii: "_")) { return true }

@@ -100,20 +100,36 @@ struct KeyedRows<Key: Hashable & Sendable, Row: Sendable>: Sendable {
     private(set) var keys: [Key] = []
     var rows: [Row] = []
     private var index: [Key: Int] = [:]
+    /// The key looked up last and its position: consecutive statements mostly share their database and backend
+    /// (and often their fingerprint), and comparing a key costs less than hashing it.
+    private var lastKey: Key?
+    private var lastPosition = 0
 
-    func position(of key: Key) -> Int? { index[key] }
+    func position(of key: Key) -> Int? {
+        if let lastKey, lastKey == key { return lastPosition }
+        return index[key]
+    }
 
     /// The position of `key`'s row, appending `make()` when the key is new.
     mutating func position(of key: Key, orAppend make: () -> Row) -> Int {
-        if let i = index[key] { return i }
-        index[key] = rows.count
-        keys.append(key)
-        rows.append(make())
-        return rows.count - 1
+        if let lastKey, lastKey == key { return lastPosition }
+        let i: Int
+        if let known = index[key] {
+            i = known
+        } else {
+            i = rows.count
+            index[key] = i
+            keys.append(key)
+            rows.append(make())
+        }
+        lastKey = key
+        lastPosition = i
+        return i
     }
 
     /// Puts a row for `key` in place of the row at `i`.
     mutating func replace(at i: Int, key: Key, with row: Row) {
+        lastKey = nil
         index[keys[i]] = nil
         index[key] = i
         keys[i] = key
