@@ -160,7 +160,7 @@ final class Pool {
 
     private var lastError: ErrorFields?
 
-    private func run(_ actions: [PoolStateMachine<ClientConnection, ServerConnection>.Action]) {
+    private func run(_ actions: PoolStateMachine<ClientConnection, ServerConnection>.Actions) {
         for action in actions {
             switch action {
             case .attach(let client, let server):

@@ -13,6 +13,50 @@ public struct PoolStateMachine<Client: Hashable, Server: Hashable> {
         case close(Server)
     }
 
+    /// What one event asks the I/O layer to do, in order. Usually one action or none, kept inline: no array is
+    /// allocated per transaction (the pool runs two events per transaction); more actions spill into an array.
+    public struct Actions: Equatable, Sequence, ExpressibleByArrayLiteral, CustomStringConvertible {
+        private var head: Action?
+        private var tail: [Action] = []
+
+        public init() {}
+        public init(_ action: Action) { head = action }
+        public init(arrayLiteral elements: Action...) {
+            for action in elements { append(action) }
+        }
+
+        public mutating func append(_ action: Action) {
+            if head == nil { head = action } else { tail.append(action) }
+        }
+
+        public var isEmpty: Bool { head == nil }
+        public var array: [Action] { head.map { [$0] + tail } ?? [] }
+        public var description: String { array.description }
+
+        public static func == (a: Actions, b: Actions) -> Bool { a.array == b.array }
+
+        public static func + (a: Actions, b: Actions) -> Actions {
+            var sum = a
+            for action in b { sum.append(action) }
+            return sum
+        }
+
+        public struct Iterator: IteratorProtocol {
+            fileprivate var head: Action?
+            fileprivate var tail: IndexingIterator<[Action]>
+
+            public mutating func next() -> Action? {
+                if let action = head {
+                    head = nil
+                    return action
+                }
+                return tail.next()
+            }
+        }
+
+        public func makeIterator() -> Iterator { Iterator(head: head, tail: tail.makeIterator()) }
+    }
+
     public var maxSize: Int
     /// After a failed connect, no new connect is tried before this time (server_login_retry).
     public var retryDelay: Double
@@ -34,14 +78,14 @@ public struct PoolStateMachine<Client: Hashable, Server: Hashable> {
     /// Every server the pool owns or is opening.
     public var total: Int { idle.count + active.count + connecting }
 
-    public mutating func clientRequests(_ client: Client, now: Double = 0) -> [Action] {
+    public mutating func clientRequests(_ client: Client, now: Double = 0) -> Actions {
         if let server = idle.popLast() {
             active.insert(server)
-            return [.attach(client, server)]
+            return Actions(.attach(client, server))
         }
         if total == 0 && now < retryNotBefore {
             // Logins are failing and nothing could ever free up: fail now instead of hanging.
-            return [.fail([client])]
+            return Actions(.fail([client]))
         }
         waiting.append(client)
         return growIfNeeded(now: now)
@@ -53,50 +97,50 @@ public struct PoolStateMachine<Client: Hashable, Server: Hashable> {
     }
 
     /// A new server finished its login.
-    public mutating func serverConnected(_ server: Server) -> [Action] {
-        guard connecting > 0 else { return [] }
+    public mutating func serverConnected(_ server: Server) -> Actions {
+        guard connecting > 0 else { return Actions() }
         connecting -= 1
         retryNotBefore = 0
         return serverAvailable(server)
     }
 
     /// A server came back clean from a client (reset done). A server the pool does not hold as active is ignored.
-    public mutating func serverReleased(_ server: Server) -> [Action] {
-        guard active.remove(server) != nil else { return [] }
+    public mutating func serverReleased(_ server: Server) -> Actions {
+        guard active.remove(server) != nil else { return Actions() }
         return serverAvailable(server)
     }
 
-    private mutating func serverAvailable(_ server: Server) -> [Action] {
+    private mutating func serverAvailable(_ server: Server) -> Actions {
         if total >= maxSize {
             // Over the (lowered) size: this one goes instead of idling.
-            return [.close(server)]
+            return Actions(.close(server))
         }
         if !waiting.isEmpty {
             let client = waiting.removeFirst()
             active.insert(server)
-            return [.attach(client, server)]
+            return Actions(.attach(client, server))
         }
         idle.append(server)
-        return []
+        return Actions()
     }
 
     /// Opening a server failed. With nothing left in the pool, the waiting clients get the error.
     /// Opening a server failed. With nothing left in the pool, the waiting clients get the error; otherwise
     /// they keep waiting for the servers that are alive, and no new connect is tried for `retryDelay`.
-    public mutating func serverConnectFailed(now: Double = 0) -> [Action] {
-        guard connecting > 0 else { return [] }
+    public mutating func serverConnectFailed(now: Double = 0) -> Actions {
+        guard connecting > 0 else { return Actions() }
         connecting -= 1
         retryNotBefore = now + retryDelay
         if total == 0 && !waiting.isEmpty {
             let failed = waiting
             waiting.removeAll()
-            return [.fail(failed)]
+            return Actions(.fail(failed))
         }
         return growIfNeeded(now: now)
     }
 
     /// A logged-in server another worker handed over (it brought its slot along).
-    public mutating func serverAdopted(_ server: Server) -> [Action] {
+    public mutating func serverAdopted(_ server: Server) -> Actions {
         serverAvailable(server)
     }
 
@@ -107,7 +151,7 @@ public struct PoolStateMachine<Client: Hashable, Server: Hashable> {
     }
 
     /// A server went away (broken, or closed instead of reset).
-    public mutating func serverClosed(_ server: Server, now: Double = 0) -> [Action] {
+    public mutating func serverClosed(_ server: Server, now: Double = 0) -> Actions {
         idle.removeAll { $0 == server }
         active.remove(server)
         return growIfNeeded(now: now)
@@ -115,16 +159,16 @@ public struct PoolStateMachine<Client: Hashable, Server: Hashable> {
 
     /// A new size (RELOAD): growing serves waiting clients at once; shrinking closes idle servers now and
     /// busy ones as they come back.
-    public mutating func resize(_ newSize: Int, now: Double = 0) -> [Action] {
+    public mutating func resize(_ newSize: Int, now: Double = 0) -> Actions {
         maxSize = newSize
-        var actions: [Action] = []
+        var actions = Actions()
         while total > maxSize, let server = idle.popLast() { actions.append(.close(server)) }
         return actions + growIfNeeded(now: now)
     }
 
     /// The janitor's tick: retry opening servers for waiting clients once the retry delay has passed,
     /// and keep at least `minimum` servers open or opening (min_pool_size).
-    public mutating func tick(now: Double, minimum: Int = 0) -> [Action] {
+    public mutating func tick(now: Double, minimum: Int = 0) -> Actions {
         var actions = growIfNeeded(now: now)
         while now >= retryNotBefore && total < min(minimum, maxSize) {
             connecting += 1
@@ -133,10 +177,10 @@ public struct PoolStateMachine<Client: Hashable, Server: Hashable> {
         return actions
     }
 
-    private mutating func growIfNeeded(now: Double) -> [Action] {
-        guard now >= retryNotBefore else { return [] }
+    private mutating func growIfNeeded(now: Double) -> Actions {
+        guard now >= retryNotBefore else { return Actions() }
         // Open as many as the queue needs beyond what is already being opened, within the cap.
-        var actions: [Action] = []
+        var actions = Actions()
         while waiting.count > connecting && total < maxSize {
             connecting += 1
             actions.append(.connect)
