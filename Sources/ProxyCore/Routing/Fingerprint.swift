@@ -61,7 +61,7 @@ public struct Fingerprint: Hashable, Sendable, CustomStringConvertible {
             switch token.kind {
             case .word:
                 space()
-                out.append(contentsOf: token.text.utf8)
+                appendUTF8(token.text, to: &out)
                 if token.text == "in", let close = literalListEnd(tokens, open: i + 1, end: end) {
                     space()
                     out.append(UInt8(ascii: "("))
@@ -83,11 +83,18 @@ public struct Fingerprint: Hashable, Sendable, CustomStringConvertible {
                 emitPlaceholder()
             case .punctuation, .semicolon:
                 space()
-                out.append(contentsOf: token.text.utf8)
+                appendUTF8(token.text, to: &out)
             }
             i += 1
         }
         return out
+    }
+
+    /// A token's text appended as one copy of its UTF-8 bytes (appending the UTF8View goes byte by byte).
+    @inline(__always)
+    private static func appendUTF8(_ text: String, to out: inout [UInt8]) {
+        var text = text
+        text.withUTF8 { out.append(contentsOf: $0) }
     }
 
     /// When `tokens[open]` starts `( literal [, literal]... )` (a literal: string, number or parameter,
