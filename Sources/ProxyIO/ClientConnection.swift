@@ -298,12 +298,18 @@ final class ClientConnection: StreamHandler, Hashable {
                                       "min_lsn": "\(context.minLSN?.description ?? "-")", "decision": "\(decision)"])
         switch decision {
         case .primary(let name), .replica(let name):
-            proxy.waitingForReplica.remove(self)
+            if !proxy.waitingForReplica.isEmpty { proxy.waitingForReplica.remove(self) }
             replicaWaitDeadline = nil
-            guard let backend = proxy.backendConfig(named: name) else { return }
+            // The same backend as last time needs no lookup (the common case: one transaction after another).
+            let pool: Pool
+            if current.backend.name == name {
+                pool = current
+            } else {
+                guard let backend = proxy.backendConfig(named: name) else { return }
+                pool = proxy.pool(database: current.database, user: current.user, backend: backend)
+            }
             // Read-your-writes matters only when there are replicas to read from.
             routedWrite = request == .write && !proxy.config.replicas.isEmpty
-            let pool = current.backend.name == name ? current : proxy.pool(database: current.database, user: current.user, backend: backend)
             self.pool = pool
             phase = .waitingForServer
             waitingSince = now

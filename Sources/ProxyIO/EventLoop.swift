@@ -52,12 +52,14 @@ public final class EventLoop {
         dirty.append(stream)
     }
 
+    /// The round being flushed; swapped with `dirty` so that neither array is reallocated per turn.
+    private var flushing: [Stream] = []
+
     fileprivate func flushStreams() {
         // Flushing can make more streams dirty (a callback it runs may write): they go in the next round.
-        var round = dirty
-        dirty.removeAll(keepingCapacity: true)
-        for stream in round { stream.flush() }
-        round.removeAll()
+        swap(&dirty, &flushing)
+        for stream in flushing { stream.flush() }
+        flushing.removeAll(keepingCapacity: true)
     }
 
     /// Runs until `stop()`.
