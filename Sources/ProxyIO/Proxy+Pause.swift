@@ -9,8 +9,7 @@ extension Proxy {
     /// PAUSE [db]: no server is handed out for `database` (all when nil); the admin's reply comes once every
     /// server of it is back in its pool (janitor).
     func pause(_ database: String?, by admin: ClientConnection) {
-        applyPause(database)
-        workers.broadcast(from: index) { $0.applyPause(database) }
+        workers.everywhere(from: self) { $0.applyPause(database) }
         logger.notice("paused", metadata: ["database": "\(database ?? "(all)")"])
         // The janitor replies once the database's servers are all back in every worker (never from inside the command).
         pauseWaiters.append((admin, database))
@@ -22,8 +21,7 @@ extension Proxy {
 
     /// RESUME [db]: clients waiting on a paused database get servers again, in every worker.
     func resume(_ database: String?) {
-        applyResume(database)
-        workers.broadcast(from: index) { $0.applyResume(database) }
+        workers.everywhere(from: self) { $0.applyResume(database) }
         logger.notice("resumed", metadata: ["database": "\(database ?? "(all)")"])
     }
 

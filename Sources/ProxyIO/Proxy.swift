@@ -67,8 +67,7 @@ public final class Proxy {
 
     /// pg_proc rows (name, schema, provolatile) from the primary: overloads take their most volatile form.
     func catalogLoaded(_ rows: [[String?]]) {
-        applyCatalog(rows)
-        workers.broadcast(from: index) { $0.applyCatalog(rows) }
+        workers.everywhere(from: self) { $0.applyCatalog(rows) }
     }
 
     private func applyCatalog(_ rows: [[String?]]) {
@@ -184,8 +183,7 @@ public final class Proxy {
 
     /// A probe (worker 0) reached `name`: every worker's backend set learns it.
     func probeSucceeded(_ name: String, now: Double, inRecovery: Bool, lsn: LSN?, replayDelaySeconds: Double?) {
-        applyProbeSucceeded(name, now: now, inRecovery: inRecovery, lsn: lsn, replayDelaySeconds: replayDelaySeconds)
-        workers.broadcast(from: index) {
+        workers.everywhere(from: self) {
             $0.applyProbeSucceeded(name, now: now, inRecovery: inRecovery, lsn: lsn, replayDelaySeconds: replayDelaySeconds)
         }
     }
@@ -200,8 +198,7 @@ public final class Proxy {
 
     /// A pool could not connect to a replica: take it out (in every worker) until the probes bring it back.
     func backendUnreachable(_ name: String, error: String) {
-        applyBackendUnreachable(name, error: error)
-        workers.broadcast(from: index) { $0.applyBackendUnreachable(name, error: error) }
+        workers.everywhere(from: self) { $0.applyBackendUnreachable(name, error: error) }
     }
 
     private func applyBackendUnreachable(_ name: String, error: String) {
@@ -211,8 +208,7 @@ public final class Proxy {
     }
 
     func probeFailed(_ name: String, now: Double, error: String) {
-        applyProbeFailed(name, now: now, error: error)
-        workers.broadcast(from: index) { $0.applyProbeFailed(name, now: now, error: error) }
+        workers.everywhere(from: self) { $0.applyProbeFailed(name, now: now, error: error) }
     }
 
     private func applyProbeFailed(_ name: String, now: Double, error: String) {
@@ -352,7 +348,7 @@ public final class Proxy {
                                    reason: "admin console refused")
             }
         }
-        // A proxy-issued cancel key, unique among live clients; its low byte names the worker (Workers.ownerOf).
+        // A proxy-issued cancel key, unique among live clients; its low byte names the worker (forwardCancel).
         repeat {
             let r = crypto.randomBytes(8)
             client.processID = Int32(bitPattern: UInt32(r[0]) << 24 | UInt32(r[1]) << 16 | UInt32(r[2]) << 8) & 0x7fff_ff00 | Int32(index)

@@ -117,6 +117,13 @@ public final class Workers {
         for index in proxies.indices where index != sender { post(to: index, job) }
     }
 
+    /// Runs `job` on `sender` now and on every other worker through its mailbox: state every worker keeps
+    /// a copy of (backend health, the function catalog, paused databases).
+    func everywhere(from sender: Proxy, _ job: @escaping (Proxy) -> Void) {
+        job(sender)
+        broadcast(from: sender.index, job)
+    }
+
     /// Runs `build` on every worker (each on its own loop, after the jobs posted to it before), then `done` with
     /// the results in worker order on `requester`'s loop.
     func gather<T>(for requester: Int, _ build: @escaping (Proxy) -> T, then done: @escaping ([T]) -> Void) {
