@@ -41,10 +41,18 @@ extension ClientConnection {
     }
 
     /// Janitor: a transaction-mode client idle between transactions for `parkAfter` gives back its stream's
-    /// bufferevent and buffers until it sends again (Stream.park): idle clients stay small, also while a
-    /// connection storm logs thousands in (their buffers are reused by the clients still logging in).
+    /// bufferevent and buffers until it sends again (Stream.park): idle clients stay small.
     func parkIfIdle(now: Double) {
-        guard case .idle = phase, now - idleSince >= parkAfter, !stream.isParked, stream.park() else { return }
+        guard now - idleSince >= parkAfter else { return }
+        parkNow()
+    }
+
+    /// Parks an idle transaction-mode client with nothing buffered either way (see parkIfIdle). Also run as soon
+    /// as the login greeting is flushed: in a connection storm each client's login buffers are then reused by
+    /// the next login instead of leaving holes between the clients that stay.
+    func parkNow() {
+        guard case .idle = phase, !stream.isParked, stream.park() else { return }
+        shedExtras()
         log.debug("client parked", metadata: ["client": "\(label)"])
     }
 

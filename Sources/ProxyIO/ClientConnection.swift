@@ -47,50 +47,28 @@ final class ClientConnection: StreamHandler, Hashable {
     var waitingSince = 0.0
     /// Over max_client_conn: refused once its startup packet is read.
     var overLimit = false
-    /// Bytes to send before AuthenticationOk (the SASL final message).
-    private var authPrefix: [UInt8] = []
     /// Login replies (ParameterStatus, BackendKeyData) have been sent.
     var greeted = false
+    /// Logged in from the greeting cache: park as soon as the greeting is flushed (`parkNow`).
+    var parkWhenFlushed = false
     var poolMode: PoolMode = .session
     /// Read-your-writes: the primary's WAL position after this client's last write transaction.
     var minLSN: LSN?
-    /// Deadline of a read waiting for a replica to replay `minLSN`.
-    var replicaWaitDeadline: Double?
-    /// SET switchyard.route, answered by the proxy (nil: not set).
-    var routePreference: RoutePreference?
     /// The next batch goes to the primary whatever it is (a misrouted read being retried).
     var forcePrimary = false
     /// The current server was chosen for a write (a write transaction ends with a WAL position query).
     var routedWrite = false
     /// When the client last became idle without a server (transaction mode; client_idle_timeout).
     var idleSince = 0.0
-    /// SET switchyard.statement_timeout (seconds; 0 = none), answered by the proxy; nil when not set.
-    var statementTimeoutOverride: Double?
-    /// Fingerprint of the extended-protocol batch being sent (its last Parse or Bind), for the Sync that ends it.
-    var batchFingerprint: Fingerprint?
-    /// Fingerprint of the Query at the front of the input, from routing it (the relay reuses it for stats).
-    var routedQueryFingerprint: Fingerprint?
-    /// Fingerprint of the unnamed statement last parsed (a Bind of "" executes it).
-    var unnamedFingerprint: Fingerprint?
-    /// Session mode: fingerprints of the client's named statements.
-    var namedFingerprints: [String: Fingerprint] = [:]
     /// Admin console: a command (PAUSE) is still running; further input waits.
     var adminCommandPending = false
     /// Servers lost during check/setup for this client in a row.
     var serverRetries = 0
-    /// Session parameters and pins that follow the client across servers (transaction mode).
-    var session = SessionState()
-    /// Effects of statements sent in the current transaction, applied when it commits.
-    var pendingEffects: [SessionEffect] = []
     /// Session defaults from the startup packet: RESET and DISCARD ALL return to these, as in Postgres.
     var startupParameters: [String: String] = [:]
-    /// The client's protocol-level named statements (transaction mode renames them).
-    var statements = ClientStatements()
-    /// Per client statement name, the result-change epoch of its statement when the client last saw it
-    /// (Parse, or the "cached plan must not change result type" error); see Proxy.statementEpoch.
-    var seenEpochs: [String: Int] = [:]
-    /// The client name last bound for each statement id, to credit a server's error to it.
-    var lastBoundName: [Int: String] = [:]
+
+    /// Rarely used and per-statement state (ClientConnection+Extras.swift); nil while all of it is at defaults.
+    var extras: ClientExtras?
 
     var log: Logger { proxy.logger }
 
@@ -139,7 +117,11 @@ final class ClientConnection: StreamHandler, Hashable {
     }
 
     func streamWritable(_ stream: Stream) {
-        if case .active(let server) = phase { server.resumeFromBackpressure() }
+        if case .active(let server) = phase { return server.resumeFromBackpressure() }
+        if parkWhenFlushed {
+            parkWhenFlushed = false
+            parkNow()
+        }
     }
 
     func streamEvent(_ stream: Stream, events: Int16) {
@@ -238,6 +220,8 @@ final class ClientConnection: StreamHandler, Hashable {
             greet(reported)
             phase = .idle
             idleSince = monotonicNow()
+            parkWhenFlushed = true
+            stream.setWriteLowWatermark(0)
             return idleInput()
         }
         requestServer()

@@ -64,16 +64,46 @@ final class Stream {
         case handshaking
         case established(ssl: OpaquePointer)
     }
-    private(set) var tlsPhase: TLSPhase = .none
     /// Callbacks go to the TLS setup (negotiation with a server, flush of 'S', handshake), not to the handler.
     fileprivate(set) var settingUpTLS = false
-    /// server_tls_sslmode negotiation run before the handler hears BEV_EVENT_CONNECTED.
-    private var serverNegotiation: ServerTLSStateMachine?
-    private var serverSetup: ServerTLSSetup?
+    /// Everything TLS, boxed: a plain stream (most idle clients) carries one nil pointer instead of ~90 bytes.
+    private final class TLSState {
+        var phase: TLSPhase = .none
+        /// server_tls_sslmode negotiation run before the handler hears BEV_EVENT_CONNECTED.
+        var serverNegotiation: ServerTLSStateMachine?
+        var serverSetup: ServerTLSSetup?
+        var failure: String?
+        var description: String?
+    }
+    private var tls: TLSState?
+    private var tlsState: TLSState {
+        if let tls { return tls }
+        let state = TLSState()
+        tls = state
+        return state
+    }
+    private(set) var tlsPhase: TLSPhase {
+        get { tls?.phase ?? .none }
+        set { tlsState.phase = newValue }
+    }
+    private var serverNegotiation: ServerTLSStateMachine? {
+        get { tls?.serverNegotiation }
+        set { tlsState.serverNegotiation = newValue }
+    }
+    private var serverSetup: ServerTLSSetup? {
+        get { tls?.serverSetup }
+        set { tlsState.serverSetup = newValue }
+    }
     /// Why the stream failed when the proxy knows better than errno (TLS negotiation or handshake).
-    private(set) var failure: String?
+    private(set) var failure: String? {
+        get { tls?.failure }
+        set { tlsState.failure = newValue }
+    }
     /// "TLSv1.3/TLS_AES_256_GCM_SHA384" once a handshake completed.
-    private(set) var tlsDescription: String?
+    private(set) var tlsDescription: String? {
+        get { tls?.description }
+        set { tlsState.description = newValue }
+    }
     /// While parked (see `park()`): the bare read event standing in for the bufferevent, and the socket.
     fileprivate var parkEvent: OpaquePointer?
     fileprivate var parkedFD: Int32 = -1
@@ -280,7 +310,7 @@ final class Stream {
             ERR_clear_error()
         case .none, .handshaking: break
         }
-        tlsPhase = .none
+        tls?.phase = .none
         bufferevent_free(bev)
         self.bev = nil
         selfRetain = nil

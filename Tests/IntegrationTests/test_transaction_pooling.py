@@ -970,3 +970,37 @@ def test_parked_idle_clients_wake_up_for_queries_errors_and_shutdown(tx_proxy):
     assert p.process.wait(timeout=10) == 0
     a.close()
     c.close()
+
+
+def test_client_logged_in_from_the_greeting_cache_parks_at_once_and_keeps_its_session(tx_proxy):
+    """A login answered from the greeting cache parks as soon as the greeting is flushed (a connection storm
+    then reuses each login's buffers); parking sheds the boxed per-client state, and what the client set
+    or brought in its startup packet survives it."""
+    p = tx_proxy(size=1, log_level="debug")  # one server: `first` and `c` take turns on it
+    first = connect(p)
+    assert first.execute("SELECT 1").fetchone()[0] == 1  # the greeting is cached from here on
+    before = p.log().count("client parked")
+    c = connect(p, application_name="parked_app")
+    # Well before the janitor's parkAfter (0.25 s) would park it.
+    deadline = time.monotonic() + 0.2
+    while p.log().count("client parked") == before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert p.log().count("client parked") == before + 1, p.log()[-3000:]
+    assert first.execute("SHOW application_name").fetchone()[0] == ""
+    assert c.execute("SHOW application_name").fetchone()[0] == "parked_app"
+    c.execute("SET lock_timeout = '7s'")
+    c.execute("SET application_name = 'renamed'")
+    parked = p.log().count("client parked")
+    time.sleep(1.6)
+    assert p.log().count("client parked") > parked
+    assert first.execute("SHOW application_name").fetchone()[0] == ""
+    assert c.execute("SHOW lock_timeout").fetchone()[0] == "7s"
+    assert c.execute("SHOW application_name").fetchone()[0] == "renamed"
+    c.execute("RESET ALL")
+    time.sleep(1.6)
+    assert first.execute("SHOW lock_timeout").fetchone()[0] == "0"
+    assert c.execute("SHOW application_name").fetchone()[0] == "parked_app"
+    assert c.execute("SHOW lock_timeout").fetchone()[0] == "0"
+    c.close()
+    first.close()
+    p.assert_alive()
