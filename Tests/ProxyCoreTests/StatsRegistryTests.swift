@@ -1,5 +1,6 @@
-// StatsRegistry: the fingerprint bound, SHOW STATS averages with a manual clock, merging two workers, the
-// admin rows and summary line, and that recording a known statement does not grow the heap.
+// StatsRegistry: the fingerprint bound, SHOW STATS averages with a manual clock, merging two workers (and workers
+// at different points of their stats periods, against one registry that saw everything), the admin rows and
+// summary line, and that recording a known statement does not grow the heap.
 import Prometheus
 @testable import ProxyCore
 import XCTest
@@ -186,6 +187,142 @@ final class StatsRegistryTests: XCTestCase {
         // Prometheus series are shared through the collector: both workers' statements in one count.
         XCTAssertTrue(view.prometheusText().contains(
             "switchyard_backend_query_duration_seconds_count{backend=\"r1\",role=\"replica\"} 1050\n"))
+    }
+
+    // MARK: Merging across stats periods
+
+    /// What the I/O layer builds for the summary line and SHOW STATS: each worker copies its registry into an empty
+    /// one (Proxy.statsCopy), and the copies merge into an empty registry started at the earliest start
+    /// (Proxy.mergedStats).
+    func mergedView(_ workers: [StatsRegistry], collector: PrometheusCollectorRegistry) -> StatsRegistry {
+        var view = StatsRegistry(settings: workers[0].settings, now: workers.map(\.startedAt).min()!,
+                                 collector: collector)
+        for worker in workers {
+            var copy = StatsRegistry(settings: worker.settings, now: worker.startedAt, collector: collector)
+            copy.merge(worker)
+            view.merge(copy)
+        }
+        return view
+    }
+
+    /// Three workers at different points of their period cycle (one last ran before the boundary at 10, one from
+    /// exactly 10 on, one started late at 12 and runs from exactly 20 on), merged right at boundaries and in
+    /// every order: each period's line has its own statements and failures, once.
+    func testMergingWorkersAtDifferentPointsOfTheirPeriodsCountsEachStatementOnceInItsPeriod() {
+        let collector = PrometheusCollectorRegistry()
+        let settings = StatsSettings(period: 10)
+        var w1 = StatsRegistry(settings: settings, now: 0, collector: collector)
+        var w2 = StatsRegistry(settings: settings, now: 0, collector: collector)
+        var w3 = StatsRegistry(settings: settings, now: 12, collector: collector)
+        func run(_ worker: inout StatsRegistry, _ count: Int, failing: Int, now: Double) {
+            for i in 0..<count {
+                worker.record(sample(1, micros: 1000, backend: "primary", role: .primary,
+                                     outcome: i < failing ? .error(sqlstate: "57014") : .ok), now: now) { "q" }
+            }
+        }
+        func check(now: Double, _ line: String, avgQueryCount: UInt64, total: UInt64,
+                   file: StaticString = #filePath, lineNumber: UInt = #line) {
+            for order in [[w1, w2, w3], [w3, w2, w1], [w2, w3, w1], [w3, w1, w2]] {
+                let view = mergedView(order, collector: collector)
+                XCTAssertEqual(view.summaryLine(now: now), line, file: file, line: lineNumber)
+                let stats = view.statsRows(now: now)
+                XCTAssertEqual(stats.map(\.database), ["app"], file: file, line: lineNumber)
+                XCTAssertEqual(stats.first?.avgQueryCount, avgQueryCount, file: file, line: lineNumber)
+                XCTAssertEqual(stats.first?.totals.queryCount, total, file: file, line: lineNumber)
+                XCTAssertEqual(view.latencyRows(now: now).first?.totals.calls, total, file: file, line: lineNumber)
+            }
+        }
+
+        run(&w1, 40, failing: 4, now: 8)
+        run(&w2, 30, failing: 3, now: 10)
+        // Right on the boundary at 10, w1 still in period 0, w2 in period 1, w3 empty: [0, 10] has 70 statements.
+        check(now: 10, "stats: backend=primary role=primary qps=7.0 p50_ms=1.000 p99_ms=1.000 errors=7",
+              avgQueryCount: 7, total: 70)
+        run(&w2, 20, failing: 0, now: 19.999)
+        // Just before the boundary at 20 the line still reaches back to 0: 90 statements in 19.999 s.
+        check(now: 19.999, "stats: backend=primary role=primary qps=4.5 p50_ms=1.000 p99_ms=1.000 errors=7",
+              avgQueryCount: 4, total: 90)
+        run(&w3, 10, failing: 1, now: 20)
+        // On the boundary at 20 (w1 in period 0, w2 in 1, w3 in 2): [10, 20] is w2's 50 and w3's 10, not w1's 40.
+        check(now: 20, "stats: backend=primary role=primary qps=6.0 p50_ms=1.000 p99_ms=1.000 errors=4",
+              avgQueryCount: 6, total: 100)
+        run(&w3, 50, failing: 0, now: 25)
+        // [20, 30]: only w3's 60; w1 and w2 are two and one periods behind.
+        check(now: 30, "stats: backend=primary role=primary qps=6.0 p50_ms=1.000 p99_ms=1.000 errors=1",
+              avgQueryCount: 6, total: 150)
+        // An idle period later every worker is behind the view's period: no statement in the line's period.
+        check(now: 40, "stats: backend=primary role=primary qps=0.0 p50_ms=1.000 p99_ms=1.000 errors=0",
+              avgQueryCount: 0, total: 150)
+    }
+
+    /// Three workers' statements over 60 s on a 0.25 s clock (many exactly on a period boundary, an idle period,
+    /// workers idle for several periods, one started late), merged just before, on, just after and between
+    /// boundaries, one worker's copy a step behind the others: the merged view equals one registry that recorded the
+    /// same statements. Nothing is dropped, moved to a neighbouring period or counted twice.
+    func testMergedWorkersEqualOneRegistryThatRecordedEverything() {
+        let collector = PrometheusCollectorRegistry()
+        let settings = StatsSettings(window: 20, slotCount: 4, period: 10)
+        var workers = [StatsRegistry(settings: settings, now: 0, collector: collector),
+                       StatsRegistry(settings: settings, now: 0, collector: collector),
+                       StatsRegistry(settings: settings, now: 5.25, collector: collector)]
+        var all = StatsRegistry(settings: settings, now: 0, collector: collector)
+        var seed: UInt64 = 0x5eed
+        func random(_ n: UInt64) -> UInt64 {
+            seed = seed &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return (seed >> 33) % n
+        }
+        func runs(_ worker: Int, at t: Double) -> Bool {
+            switch worker {
+            case 0: return t < 30 || t >= 40                    // all idle in [30, 40)
+            case 1: return (t < 20 || t >= 45) && !(30..<40).contains(t)
+            default: return t >= 5.25 && !(30..<40).contains(t)
+            }
+        }
+        func record(_ worker: Int, at t: Double) {
+            guard runs(worker, at: t) else { return }
+            for _ in 0..<random(3) {
+                let primary = random(2) == 0
+                let s = sample(random(4), micros: 100 + random(5000), backend: primary ? "primary" : "r1",
+                               role: primary ? .primary : .replica, database: random(3) == 0 ? "b" : "app",
+                               outcome: random(8) == 0 ? .error(sqlstate: "23505") : random(16) == 0 ? .timeout : .ok)
+                workers[worker].record(s, now: t) { "q" }
+                all.record(s, now: t) { "q" }
+            }
+        }
+        func assertSame(_ view: StatsRegistry, _ truth: StatsRegistry, now: Double, _ what: String) {
+            // Backends appear in the order first seen, which merging changes: compare the parts.
+            func parts(_ r: StatsRegistry) -> [Substring] {
+                r.summaryLine(now: now).dropFirst("stats: ".count).split(separator: ";").map { $0.drop { $0 == " " } }
+                    .sorted()
+            }
+            XCTAssertEqual(parts(view), parts(truth), "\(what) at \(now)")
+            XCTAssertEqual(view.statsRows(now: now), truth.statsRows(now: now), "\(what) at \(now)")
+            XCTAssertEqual(view.latencyRows(now: now), truth.latencyRows(now: now), "\(what) at \(now)")
+            XCTAssertEqual(view.queryRows(limit: 10, now: now), truth.queryRows(limit: 10, now: now),
+                           "\(what) at \(now)")
+        }
+        var checked = 0
+        for step in 0..<240 {
+            let t = Double(step) * 0.25
+            record(1, at: t)
+            record(2, at: t)
+            guard [39, 0, 1, 20].contains(step % 40) else {
+                record(0, at: t)
+                continue
+            }
+            // Worker 0's copy is taken before its statements of this step (e.g. just before a boundary).
+            let (behind, allButLatest) = (workers[0], all)
+            record(0, at: t)
+            let (view, viewBehind) = (mergedView(Array(workers.reversed()), collector: collector),
+                                      mergedView([behind] + workers[1...], collector: collector))
+            for now in [t, t + 0.1] {
+                assertSame(view, all, now: now, "all copies")
+                assertSame(viewBehind, allButLatest, now: now, "worker 0 a step behind")
+            }
+            checked += 1
+        }
+        XCTAssertEqual(checked, 24)
+        XCTAssertGreaterThan(all.latencyRows(now: 60).reduce(0) { $0 + $1.totals.calls }, 300)
     }
 
     /// Known fingerprint, backend and database: recording grows nothing, with window slots rotating (the clock moves
