@@ -99,7 +99,7 @@ public final class Proxy {
         self.classifier = Classifier(parser: PgQueryParser(), catalog: BuiltinFunctionCatalog())
         self.stats = StatsRegistry(settings: Self.statsSettings(config), now: monotonicNow(), collector: workers.collector)
         self.querySampler = Self.sampler(config)
-        self.nextSummary = monotonicNow() + config.proxy.statsPeriod
+        self.nextSummary = Self.nextBoundary(after: monotonicNow(), period: config.proxy.statsPeriod)
         (clientTLS, serverTLSContexts) = try Self.loadTLS(config)
         mailbox = Mailbox(loop: loop)
         workers.add(self)
@@ -504,13 +504,21 @@ public final class Proxy {
 
     // MARK: Janitor, reload, shutdown
 
+    /// The summary line runs just after each stats period boundary: it covers the period before the last one up
+    /// to now, so lines at boundaries leave no gap between them (lines `stats_period` apart drifted by a janitor
+    /// tick each time, and a statement falling between a late line and the next boundary was in no line).
+    static func nextBoundary(after now: Double, period: Double) -> Double {
+        guard period > 0 else { return now }
+        return ((now / period).rounded(.down) + 1) * period
+    }
+
     private func janitor() {
         let now = monotonicNow()
         if shuttingDown { drainForShutdown(now: now) }
         finishPauses()
         retiredPools.removeAll { $0.machine.total == 0 }
         if config.proxy.statsPeriod > 0, now >= nextSummary, index == 0 {
-            nextSummary = now + config.proxy.statsPeriod
+            nextSummary = Self.nextBoundary(after: now, period: config.proxy.statsPeriod)
             gatherStats { [unowned self] merged in
                 logger.info("stats", metadata: ["summary": "\(merged.summaryLine(now: monotonicNow()))"])
             }
