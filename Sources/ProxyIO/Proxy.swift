@@ -547,9 +547,9 @@ public final class Proxy {
     /// backends (added, removed, reweighted), routing and log settings take effect; a bad file is refused with
     /// the error logged and the old config kept. Returns the error, if any.
     @discardableResult
-    func reload(passOn: Bool = true) -> String? {
+    func reload() -> String? {
         guard let path = config.path else { return "no config file to reload" }
-        var next: Config
+        let next: Config
         let nextSecrets: [String: Secret]
         let nextTLS: (TLSContext?, [ServerTLSSettings: TLSContext])
         do {
@@ -561,10 +561,23 @@ public final class Proxy {
             logger.error("reload failed: keeping the old config", metadata: ["error": "\(error)"])
             return "\(error)"
         }
+        apply(next, secrets: nextSecrets, tls: nextTLS)
+        // The other workers take what this one read (one read of each file: every worker gets the same config);
+        // each applies it to its own pools and clients. OpenSSL contexts are safe to share between threads.
+        workers.broadcast(from: index) { $0.apply(next, secrets: nextSecrets, tls: nextTLS, announce: false) }
+        logger.notice("config reloaded", metadata: ["path": "\(path)", "backends": "\(next.backends.map(\.name).joined(separator: ","))",
+                                                    "users": "\(secrets.count)"])
+        return nil
+    }
+
+    /// Takes a reloaded config on this worker (`announce`: the worker that read it, which logs what changed).
+    private func apply(_ loaded: Config, secrets nextSecrets: [String: Secret], tls nextTLS: (TLSContext?, [ServerTLSSettings: TLSContext]),
+                       announce: Bool = true) {
+        var next = loaded
         for key in AdminConsole.restartOnlyKeys {
             let before = ConfigKeys.currentValues(config).first { $0.key == key }?.value
             let after = ConfigKeys.currentValues(next).first { $0.key == key }?.value
-            if before != after { logger.warning("reload: \(key) changes only at restart", metadata: ["kept": "\(before ?? "")"]) }
+            if before != after, announce { logger.warning("reload: \(key) changes only at restart", metadata: ["kept": "\(before ?? "")"]) }
         }
         next.proxy.listenAddr = config.proxy.listenAddr
         next.proxy.listenPort = config.proxy.listenPort
@@ -579,7 +592,7 @@ public final class Proxy {
         querySampler = Self.sampler(next)
         if Self.statsSettings(next) != Self.statsSettings(old) {
             stats = StatsRegistry(settings: Self.statsSettings(next), now: monotonicNow(), collector: workers.collector)
-            if passOn { logger.notice("stats settings changed: statistics restart") }
+            if announce { logger.notice("stats settings changed: statistics restart") }
         }
         backends.reconfigure(Self.backendList(next))
         backends.policy = Self.healthPolicy(next)
@@ -602,12 +615,6 @@ public final class Proxy {
             probes = next.proxy.healthCheckUser.isEmpty ? [] : next.backends.map { HealthProbe(proxy: self, backend: $0) }
         }
         for client in rerouted { client.backendFailed(code: SQLState.connectionFailure, message: "backend removed by RELOAD", reroute: true) }
-        // The other workers read the file too (each applies it to its own pools and clients).
-        guard passOn else { return nil }
-        workers.broadcast(from: index) { $0.reload(passOn: false) }
-        logger.notice("config reloaded", metadata: ["path": "\(path)", "backends": "\(next.backends.map(\.name).joined(separator: ","))",
-                                                    "users": "\(secrets.count)"])
-        return nil
     }
 
     /// When this worker next publishes its gauges for /metrics (workers other than 0, once a second).
