@@ -62,7 +62,7 @@ extension ClientConnection {
                 if parse.name.isEmpty {
                     noteEffects(ofQuery: parse.query, server: server)
                     server.tracker.sent(.parse(statement: nil))
-                    unnamedFingerprint = Fingerprint.of(parse.query)
+                    unnamedFingerprint = proxy.classifier.fingerprints.of(parse.query)
                     batchFingerprint = unnamedFingerprint
                     break
                 }
@@ -253,7 +253,7 @@ extension ClientConnection {
     /// query log group statements by it).
     func queryFingerprint(total: Int) -> Fingerprint {
         stream.withContiguousInput(total) { bytes in
-            Fingerprint.of(utf8: UnsafeRawBufferPointer(rebasing: bytes[5..<(total - 1)]))
+            proxy.classifier.fingerprints.of(utf8: UnsafeRawBufferPointer(rebasing: bytes[5..<(total - 1)]))
         }
     }
 

@@ -545,7 +545,7 @@ final class ClientConnection: StreamHandler, Hashable {
                 let total = Int(lengthField) + 1
                 guard stream.inputLength >= total else { break relay }
                 if let parse = try? ParseMessage(payload: Array(stream.peek(max: total).dropFirst(5))) {
-                    let fingerprint = Fingerprint.of(parse.query)
+                    let fingerprint = proxy.classifier.fingerprints.of(parse.query)
                     if parse.name.isEmpty { unnamedFingerprint = fingerprint } else { namedFingerprints[parse.name] = fingerprint }
                     batchFingerprint = fingerprint
                 }

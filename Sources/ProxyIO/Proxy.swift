@@ -420,7 +420,7 @@ public final class Proxy {
     func statementFingerprint(_ id: Int) -> Fingerprint? {
         if let f = statementFingerprints[id] { return f }
         guard let key = statementKey(id) else { return nil }
-        let f = Fingerprint.of(key.query)
+        let f = classifier.fingerprints.of(key.query)
         statementFingerprints[id] = f
         return f
     }

@@ -269,6 +269,14 @@ enum ClassifierMicrobench {
                 i = i == selects.count - 1 ? 0 : i + 1
             }
         })
+        cases.append(MicroCase(name: "fingerprint-id", detail: "Fingerprint.id(utf8:) of pgbench -S text: the one-pass id the hot path looks up") { n in
+            var i = 0
+            for _ in 0..<n {
+                var text = selects[i]
+                sink &+= Int(truncatingIfNeeded: (text.withUTF8 { Fingerprint.id(utf8: UnsafeRawBufferPointer($0)) } ?? 0) & 1)
+                i = i == selects.count - 1 ? 0 : i + 1
+            }
+        })
         cases.append(MicroCase(name: "fingerprint-mix", detail: "Fingerprint.of, \(distinct.count) distinct statements") { n in
             var i = 0
             for _ in 0..<n {
@@ -301,7 +309,7 @@ enum ClassifierMicrobench {
 }
 
 /// Stats recording per statement: the registry update alone (a known fingerprint, three backends, two databases,
-/// windows rotating on a 20 µs-per-statement clock), and with Fingerprint.of of a pgbench -S text before it.
+/// windows rotating on a 20 µs-per-statement clock), and with the fingerprint of a pgbench -S text before it.
 enum StatsMicrobench {
     static func run(timer: MicroTimer) -> MicrobenchReport {
         var registry = StatsRegistry(now: 0)
@@ -310,6 +318,7 @@ enum StatsMicrobench {
         var n = 0
         var rng = SystemRandomNumberGenerator()
         let selects = (0..<4096).map { _ in ClassifierMicrobench.pgbenchSelect(Int.random(in: 1...1_000_000, using: &rng)) }
+        var fingerprints = FingerprintCache()
         func record(_ fingerprint: UInt64) {
             let (backend, role) = backends[n % 3]
             registry.record(StatementSample(fingerprint: fingerprint, database: "sydb", backend: backend, role: role,
@@ -322,8 +331,8 @@ enum StatsMicrobench {
             MicroCase(name: "record", detail: "StatsRegistry.record of a known fingerprint (HdrHistogram + Prometheus series)") { count in
                 for i in 0..<count { record(UInt64(i % 100)) }
             },
-            MicroCase(name: "fingerprint+record", detail: "Fingerprint.of(pgbench -S text) then record: the per-statement stats cost") { count in
-                for i in 0..<count { record(Fingerprint.of(selects[i % selects.count]).id) }
+            MicroCase(name: "fingerprint+record", detail: "FingerprintCache.of(pgbench -S text) then record: the per-statement stats cost") { count in
+                for i in 0..<count { record(fingerprints.of(selects[i % selects.count]).id) }
             },
         ]
         let results = timer.measure(cases)

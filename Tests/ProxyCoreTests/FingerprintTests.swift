@@ -102,4 +102,102 @@ final class FingerprintTests: XCTestCase {
         XCTAssertNil(RouteHint.find(in: "SELECT 1 /* switchyard:other */"))
         XCTAssertEqual(RouteHint.find(in: "SELECT x$y$ FROM t /* switchyard:replica */"), .replica)
     }
+
+    // MARK: The one-pass id
+
+    private func onePassID(_ sql: String) -> UInt64? {
+        var text = sql
+        return text.withUTF8 { Fingerprint.id(utf8: UnsafeRawBufferPointer($0)) }
+    }
+
+    /// Texts that exercise every token kind and normalisation rule (IN lists that do and do not collapse,
+    /// trailing and inner semicolons, escapes, unterminated input).
+    static let tricky = [
+        "", ";", ";;", "SELECT 1;", "SELECT 1; ;", "SELECT 1;SELECT 2;;", " ; SELECT 1",
+        "SELECT * FROM t WHERE id = 42 AND name = 'bob'",
+        "select \"MyCol\" from \"T\"\"x\" where a IN (1, 2, 3);",
+        "SELECT $1, $2::int", "select x from t where y in (-1, +2, $3, 'a', E'b\\'c', 1.5e-3)",
+        "select x from t where y in (1, - 2)", "select x from t where y in (1, a)", "select x in ( )",
+        "select x in (1", "select x in (1,", "select x in (1 2)", "SELECT x IN (SELECT 1)", "select in", "select x in",
+        "select x in (- a)", "select x in (1)in(2)", "select x in (1);", "select 1 in (2); in (3)",
+        "SELECT 1.5e3, E'x\\ny', $$dollar$$, $tag$other$tag$, B'101', X'1F', N'n', 0x1F, 0o17, 0b101, 1_000, .5",
+        "SELECT 'unterminated", "SELECT \"unterminated", "SELECT $tag$ unterminated", "SELECT /* open comment",
+        "SELECT 1 -- comment", "SELECT /* a /* nested */ b */ 1", "select a::text, b := 1, c..d, e.f[1:2]",
+        "select a<>b, a!=b, a>=-1, a||b, a@>b, a->>'k', a#-'{x}', a ~* 'y', a+-b, a*-1, a/*c*/+b",
+        "select E'\\'', E'\\x41\\101\\u0041', U&'d\\0061t\\+000061', 'it''s'",
+        "select \"a\"\"\"\"b\", \"\", \"x y\"", "SELECT $", "SELECT $ $1 $a $a$ x $a$", "select @ # ` ?",
+        "UPDATE pgbench_accounts SET abalance = abalance + -4242 WHERE aid = 77;",
+        "BEGIN; SELECT 1; COMMIT;", "select\tx\nfrom\rt\u{0C}where y=1", "select x in ('a'   ,   'b'   )",
+        "SeLeCt X fRoM T wHeRe Y iN (1, 2)", "select 1 in (2) in (3, 4)", "select \u{01} \u{7F}",
+    ]
+
+    func testOnePassIDEqualsTheFullFingerprintsID() {
+        for sql in Self.tricky {
+            XCTAssertEqual(onePassID(sql), Fingerprint.of(sql).id, "\(sql)")
+        }
+    }
+
+    func testOnePassIDEqualsTheFullFingerprintsIDOnRandomTokenSoup() {
+        // Fixed-seed soup of fragments: any divergence between the one-pass hash and normalize shows here.
+        let fragments = ["select", "SELECT", "in", "IN", "(", ")", ",", ";", " ", "  ", "\n", "-", "+", "1", "2.5", "1e5",
+                         "'s'", "'it''s'", "E'\\''", "$1", "$22", "$$x$$", "$q$y$q$", "\"Id\"", "\"a\"\"b\"", "x", "y_1",
+                         "::", ":", ".", "..", "[", "]", "<>", "->>", "--c\n", "/*c*/", "/* /* */ */", "$", "@", "=", "*",
+                         "'open", "\"open", "$t$open", "/*open", "0x1F", "B'1'", "N'n'", "U&'u'"]
+        var rng = RoutingTestRNG(seed: 0x5EED)   // SplitMix64, from BackendsTests
+        for _ in 0..<4_000 {
+            var sql = ""
+            for _ in 0..<Int(rng.next() % 14) {
+                sql += fragments[Int(rng.next() % UInt64(fragments.count))]
+                if rng.next() % 3 == 0 { sql += " " }
+            }
+            XCTAssertEqual(onePassID(sql), Fingerprint.of(sql).id, "\(sql)")
+        }
+    }
+
+    func testOnePassIDLeavesNonASCIINamesAndUnicodeIdentifiersToTheFullFingerprint() {
+        XCTAssertNil(onePassID("select café from t"))
+        XCTAssertNil(onePassID("select \"naïve\" from t"))
+        XCTAssertNil(onePassID("select U&\"d\\0061ta\" from t"))
+        // Non-ASCII inside literals and comments does not matter: they are placeholders or skipped.
+        XCTAssertEqual(onePassID("select 'é' /* ü */ from t"), Fingerprint.of("select 'é' /* ü */ from t").id)
+    }
+
+    // MARK: FingerprintCache
+
+    func testCacheBuildsEachStatementShapeOnceAndSharesItsText() {
+        var cache = FingerprintCache(capacity: 100)
+        let a = cache.of("SELECT abalance FROM pgbench_accounts WHERE aid = 1;")
+        let b = cache.of("select abalance from pgbench_accounts where aid = 99999")
+        XCTAssertEqual(cache.built, 1)
+        XCTAssertEqual(a, b)
+        XCTAssertEqual(a, Fingerprint.of("SELECT abalance FROM pgbench_accounts WHERE aid = 5"))
+        XCTAssertEqual(cache.of("UPDATE t SET x = 1").normalized, "update t set x = $1")
+        XCTAssertEqual(cache.built, 2)
+        // Left to the full fingerprint every time: a non-ASCII name.
+        XCTAssertEqual(cache.of("select café from t").normalized, "select café from t")
+        XCTAssertEqual(cache.of("select café from t").normalized, "select café from t")
+        XCTAssertEqual(cache.built, 4)
+        XCTAssertEqual(cache.count, 2)
+    }
+
+    func testCacheHoldsAtMostItsCapacityAndKeepsRecentlyUsedShapes() {
+        var cache = FingerprintCache(capacity: 10)
+        let hot = "SELECT hot FROM t WHERE id = 1"
+        for i in 0..<100 {
+            _ = cache.of("SELECT c\(i) FROM t")
+            _ = cache.of(hot)
+            XCTAssertLessThanOrEqual(cache.count, 10)
+        }
+        let built = cache.built
+        _ = cache.of("SELECT hot FROM t WHERE id = 2")
+        XCTAssertEqual(cache.built, built, "the shape used all along is still cached")
+        _ = cache.of("SELECT c0 FROM t")
+        XCTAssertEqual(cache.built, built + 1, "an old shape was dropped")
+        var off = FingerprintCache(capacity: 0)
+        _ = off.of(hot)
+        _ = off.of(hot)
+        XCTAssertEqual(off.built, 2)
+        XCTAssertEqual(off.count, 0)
+    }
 }
+

@@ -117,7 +117,7 @@ final class PreparedStatementsTests: XCTestCase {
     func testMatchesNaiveModel() {
         var s = ServerStatementCache(capacity: 200)
         var model: [Int] = []  // least recent first
-        var rng = SplitMix(seed: 7)
+        var rng = RoutingTestRNG(seed: 7)   // SplitMix64, from BackendsTests
         for step in 0..<20_000 {
             let id = Int(rng.next() % 300)
             switch rng.next() % 4 {
@@ -139,18 +139,5 @@ final class PreparedStatementsTests: XCTestCase {
         }
         XCTAssertEqual(s.idsLeastRecentFirst, model)
         XCTAssertEqual(s.count, model.count)
-    }
-}
-
-/// A small deterministic generator for the model test (SplitMix64).
-private struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -50,24 +50,24 @@ public struct Classification: Equatable, Sendable {
 public final class Classifier: @unchecked Sendable {
     private let parser: SQLParser
     private let catalog: FunctionCatalog
-    /// Entries per generation: when `current` is full it becomes `previous` and the old `previous` is dropped,
-    /// so at most `cacheCapacity` entries are held and recently used ones survive (a cheap LRU).
-    private let generationSize: Int
-    private var current: [Fingerprint: Verdict] = [:]
-    private var previous: [Fingerprint: Verdict] = [:]
+    /// Verdicts by fingerprint, at most `cacheCapacity` (recently used ones survive).
+    private var verdicts: GenerationalCache<Fingerprint, Verdict>
+    /// Fingerprints by one-pass id: the classifier's and the stats' (callers use it for texts they record).
+    public var fingerprints: FingerprintCache
 
     /// How many times the real parser ran.
     public private(set) var parseCount = 0
     /// How many classifications were answered from the cache.
     public private(set) var cacheHits = 0
     /// Cached fingerprints (at most the capacity).
-    public var cachedCount: Int { current.count + previous.count }
+    public var cachedCount: Int { verdicts.count }
 
     /// `cacheCapacity` 0 disables caching.
     public init(parser: SQLParser, catalog: FunctionCatalog, cacheCapacity: Int = 10_000) {
         self.parser = parser
         self.catalog = catalog
-        self.generationSize = max(0, cacheCapacity / 2)
+        self.verdicts = GenerationalCache(capacity: cacheCapacity)
+        self.fingerprints = FingerprintCache(capacity: cacheCapacity)
     }
 
     /// Classifies a statement text (a simple Query string, possibly several statements, or a Parse query).
@@ -79,8 +79,7 @@ public final class Classifier: @unchecked Sendable {
 
     /// Drops the cache (the function catalog changed).
     public func invalidate() {
-        current = [:]
-        previous = [:]
+        verdicts.removeAll()
     }
 
     // MARK: Cache
@@ -90,35 +89,21 @@ public final class Classifier: @unchecked Sendable {
     public private(set) var lastFingerprint: Fingerprint?
 
     private func cachedVerdict(_ sql: String) -> Verdict {
-        guard generationSize > 0 else {
+        guard verdicts.isEnabled else {
             parseCount += 1
             lastFingerprint = nil
             return verdict(parsing: sql)
         }
-        let key = Fingerprint.of(sql)
+        let key = fingerprints.of(sql)
         lastFingerprint = key
-        if let hit = current[key] {
+        if let hit = verdicts.get(key) {
             cacheHits += 1
-            return hit
-        }
-        if let hit = previous[key] {
-            cacheHits += 1
-            remember(key, hit)
             return hit
         }
         parseCount += 1
         let fresh = verdict(parsing: sql)
-        if fresh.cacheable { remember(key, fresh) }
+        if fresh.cacheable { verdicts.set(key, fresh) }
         return fresh
-    }
-
-    private func remember(_ key: Fingerprint, _ verdict: Verdict) {
-        if current.count >= generationSize {
-            previous = current
-            current = [:]
-            current.reserveCapacity(generationSize)
-        }
-        current[key] = verdict
     }
 
     private static func apply(_ hint: RouteHint?, to verdict: Verdict) -> Classification {

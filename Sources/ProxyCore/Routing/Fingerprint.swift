@@ -123,6 +123,137 @@ public struct Fingerprint: Hashable, Sendable, CustomStringConvertible {
         token.kind == .punctuation && token.text.utf8.count == 1 && token.text.utf8.first == UInt8(ascii: c)
     }
 
+    // MARK: The id in one pass
+
+    /// The id `Fingerprint.of(utf8:)` gives the same text, computed in one pass over the bytes: the lexer's
+    /// scanner finds the tokens and the normalised bytes go straight into the hash, with no token array and no
+    /// text. Nil when the text has a non-ASCII word or identifier or a U&"" identifier (their normalised bytes
+    /// need decoding): then only the full fingerprint has the id. The hot path looks fingerprints up by it.
+    public static func id(utf8 bytes: UnsafeRawBufferPointer) -> UInt64? {
+        let s = UnsafeBufferPointer(start: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), count: bytes.count)
+        var h = NormalizedHash()
+        var i = 0
+        var pendingSemicolons = 0
+        while let t = SQLLexer.scan(s, from: i) {
+            i = t.range.upperBound
+            if t.kind == .semicolon {
+                // Dropped when trailing: written only once another token follows.
+                pendingSemicolons += 1
+                continue
+            }
+            while pendingSemicolons > 0 {
+                h.token(UInt8(ascii: ";"))
+                pendingSemicolons -= 1
+            }
+            switch t.kind {
+            case .word:
+                h.separate()
+                for m in t.range {
+                    let b = s[m]
+                    if b >= 0x80 { return nil }
+                    h.byte(b >= 65 && b <= 90 ? b | 0x20 : b)
+                }
+                if t.range.count == 2, s[t.range.lowerBound] | 0x20 == UInt8(ascii: "i"), s[t.range.lowerBound + 1] | 0x20 == UInt8(ascii: "n"),
+                   let close = literalListEnd(s, from: i) {
+                    // IN (literal, ...): one placeholder, as `normalize` writes it.
+                    h.token(UInt8(ascii: "("))
+                    h.placeholder()
+                    h.token(UInt8(ascii: ")"))
+                    i = close
+                }
+            case .quotedIdentifier:
+                // The raw content of "..." is the unescaped content with its quotes doubled again.
+                guard t.escapes == .none else { return nil }
+                h.separate()
+                h.byte(UInt8(ascii: "\""))
+                for m in t.content {
+                    if s[m] >= 0x80 { return nil }
+                    h.byte(s[m])
+                }
+                h.byte(UInt8(ascii: "\""))
+            case .string, .number, .parameter:
+                h.placeholder()
+            case .punctuation:
+                h.separate()
+                for m in t.range { h.byte(s[m]) }
+            case .semicolon:
+                break
+            }
+        }
+        return h.value
+    }
+
+    /// After the word IN at `i`: the index after `( literal [, literal]... )` (as `literalListEnd` on tokens), or nil.
+    private static func literalListEnd(_ s: UnsafeBufferPointer<UInt8>, from start: Int) -> Int? {
+        func single(_ t: SQLLexer.RawToken, _ c: Unicode.Scalar) -> Bool {
+            t.kind == .punctuation && t.range.count == 1 && s[t.range.lowerBound] == UInt8(ascii: c)
+        }
+        guard let open = SQLLexer.scan(s, from: start), single(open, "(") else { return nil }
+        var i = open.range.upperBound
+        while true {
+            guard var t = SQLLexer.scan(s, from: i) else { return nil }
+            i = t.range.upperBound
+            if single(t, "-") || single(t, "+"), let number = SQLLexer.scan(s, from: i), number.kind == .number {
+                t = number
+                i = t.range.upperBound
+            }
+            switch t.kind {
+            case .string, .number, .parameter: break
+            case .word, .quotedIdentifier, .punctuation, .semicolon: return nil
+            }
+            guard let after = SQLLexer.scan(s, from: i) else { return nil }
+            i = after.range.upperBound
+            if single(after, ")") { return i }
+            guard single(after, ",") else { return nil }
+        }
+    }
+
+    /// FNV-1a over the normalised bytes as `normalize` would write them.
+    private struct NormalizedHash {
+        var value: UInt64 = 0xcbf2_9ce4_8422_2325
+        var started = false
+        var placeholders = 0
+
+        @inline(__always)
+        mutating func byte(_ b: UInt8) {
+            value ^= UInt64(b)
+            value = value &* 0x0000_0100_0000_01b3
+        }
+
+        /// The space between tokens.
+        @inline(__always)
+        mutating func separate() {
+            if started { byte(32) }
+            started = true
+        }
+
+        mutating func token(_ b: UInt8) {
+            separate()
+            byte(b)
+        }
+
+        mutating func placeholder() {
+            separate()
+            placeholders += 1
+            byte(UInt8(ascii: "$"))
+            var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                         UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
+                (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+            var count = 0
+            var n = placeholders
+            withUnsafeMutableBytes(of: &digits) { d in
+                repeat {
+                    d[count] = UInt8(ascii: "0") + UInt8(n % 10)
+                    n /= 10
+                    count += 1
+                } while n > 0
+            }
+            withUnsafeBytes(of: &digits) { d in
+                for k in stride(from: count - 1, through: 0, by: -1) { byte(d[k]) }
+            }
+        }
+    }
+
     static func fnv1a<Bytes: Sequence>(_ bytes: Bytes) -> UInt64 where Bytes.Element == UInt8 {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         for byte in bytes {

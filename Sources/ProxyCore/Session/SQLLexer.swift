@@ -148,12 +148,52 @@ public enum SQLLexer {
         String(decoding: UnsafeBufferPointer(rebasing: s[range]), as: UTF8.self)
     }
 
+    /// One token as the scanner finds it: its kind and place, no text yet. Text is made only by `token(_:in:)`
+    /// (the fingerprint of a statement hashes the bytes without ever making it).
+    struct RawToken {
+        var kind: SQLToken.Kind
+        var range: Range<Int>
+        /// Strings and quoted identifiers: where the quoted content starts and ends (the closing quote or
+        /// tag, or the end of input), and the escapes that apply. A dollar-quoted string has `.none`.
+        var content: Range<Int> = 0..<0
+        var escapes: Escapes = .none
+        /// The quote character of a quoted token (' or "), or $ for a dollar-quoted string; 0 otherwise.
+        var quote: UInt8 = 0
+    }
+
     private static func lex(_ s: UnsafeBufferPointer<UInt8>) -> [SQLToken] {
         var out: [SQLToken] = []
-        let n = s.count
         // About one token per four bytes of SQL: one allocation instead of growing 4, 8, 16...
-        out.reserveCapacity(min(n / 4 + 8, 512))
+        out.reserveCapacity(min(s.count / 4 + 8, 512))
         var i = 0
+        while let raw = scan(s, from: i) {
+            out.append(token(raw, in: s))
+            i = raw.range.upperBound
+        }
+        return out
+    }
+
+    /// The token with its text: words ASCII-lowercased, quoted content unescaped.
+    static func token(_ raw: RawToken, in s: UnsafeBufferPointer<UInt8>) -> SQLToken {
+        let text: String
+        switch raw.kind {
+        case .word:
+            text = lowercased(s, raw.range)
+        case .string, .quotedIdentifier:
+            text = raw.quote == dollar ? Self.text(s, raw.content) : quoted(s, from: raw.content.lowerBound, quote: raw.quote, escapes: raw.escapes).0
+        case .semicolon:
+            text = ";"
+        case .number, .parameter, .punctuation:
+            text = Self.text(s, raw.range)
+        }
+        return SQLToken(kind: raw.kind, text: text, range: raw.range)
+    }
+
+    /// The next token at or after `i` (spaces and comments skipped), or nil at the end of input.
+    @inline(__always)
+    static func scan(_ s: UnsafeBufferPointer<UInt8>, from start: Int) -> RawToken? {
+        let n = s.count
+        var i = start
         while i < n {
             let c = s[i]
             let next: UInt8 = i + 1 < n ? s[i + 1] : 0
@@ -167,46 +207,31 @@ public enum SQLLexer {
                 i = skipBlockComment(s, from: i)
                 continue
             }
-            let start = i
             switch c {
-            case quote:
-                let (content, end) = quoted(s, from: i + 1, quote: quote, escapes: .none)
-                out.append(SQLToken(kind: .string, text: content, range: start..<end))
-                i = end
-            case doubleQuote:
-                let (content, end) = quoted(s, from: i + 1, quote: doubleQuote, escapes: .none)
-                out.append(SQLToken(kind: .quotedIdentifier, text: content, range: start..<end))
-                i = end
+            case quote, doubleQuote:
+                return quotedToken(s, from: i, contentStart: i + 1, quote: c, escapes: .none)
             case dollar:
-                i = lexDollar(s, from: i, into: &out)
+                return scanDollar(s, from: i)
             case UInt8(ascii: "0")...UInt8(ascii: "9"):
-                i = lexNumber(s, from: i, into: &out)
+                return RawToken(kind: .number, range: i..<numberEnd(s, from: i))
             case UInt8(ascii: ".") where isDigit(next):
-                i = lexNumber(s, from: i, into: &out)
+                return RawToken(kind: .number, range: i..<numberEnd(s, from: i))
             case UInt8(ascii: ";"):
-                out.append(SQLToken(kind: .semicolon, text: ";", range: i..<i + 1))
-                i += 1
+                return RawToken(kind: .semicolon, range: i..<i + 1)
             case UInt8(ascii: ":"):
                 let len = (next == UInt8(ascii: ":") || next == UInt8(ascii: "=")) ? 2 : 1
-                out.append(SQLToken(kind: .punctuation, text: text(s, i..<i + len), range: i..<i + len))
-                i += len
+                return RawToken(kind: .punctuation, range: i..<i + len)
             case UInt8(ascii: "."):
                 let len = next == UInt8(ascii: ".") ? 2 : 1
-                out.append(SQLToken(kind: .punctuation, text: text(s, i..<i + len), range: i..<i + len))
-                i += len
+                return RawToken(kind: .punctuation, range: i..<i + len)
             default:
-                if isIdentStart(c) {
-                    i = lexWord(s, from: i, into: &out)
-                } else if isOperatorChar(c) {
-                    i = lexOperator(s, from: i, into: &out)
-                } else {
-                    // ( ) [ ] , and anything unknown: one byte.
-                    out.append(SQLToken(kind: .punctuation, text: text(s, i..<i + 1), range: i..<i + 1))
-                    i += 1
-                }
+                if isIdentStart(c) { return scanWord(s, from: i) }
+                if isOperatorChar(c) { return RawToken(kind: .punctuation, range: i..<operatorEnd(s, from: i)) }
+                // ( ) [ ] , and anything unknown: one byte.
+                return RawToken(kind: .punctuation, range: i..<i + 1)
             }
         }
-        return out
+        return nil
     }
 
     /// Index after a (nested) block comment starting at `i`, or the end of input.
@@ -228,7 +253,32 @@ public enum SQLLexer {
         return s.count
     }
 
-    private enum Escapes { case none, backslash, unicode }
+    enum Escapes { case none, backslash, unicode }
+
+    /// A '...' or "..." token (also E'', U&'' and the like: `start` is the prefix, `contentStart` after the
+    /// opening quote), ending after the closing quote or at the end of input, as `quoted` reads it.
+    private static func quotedToken(_ s: UnsafeBufferPointer<UInt8>, from start: Int, contentStart: Int, quote q: UInt8,
+                                    escapes: Escapes) -> RawToken {
+        let n = s.count
+        var j = contentStart
+        while j < n {
+            let c = s[j]
+            if c == q {
+                if j + 1 < n && s[j + 1] == q { j += 2; continue }
+                return RawToken(kind: q == quote ? .string : .quotedIdentifier, range: start..<j + 1,
+                                content: contentStart..<j, escapes: escapes, quote: q)
+            }
+            if c == backslash && escapes != .none && j + 1 < n {
+                // An escape never ends the content: E'' skips the escaped byte (\' is a quote in the text);
+                // U&'' takes \\ as one, and any other backslash alone (its hex digits are no quotes).
+                j += escapes == .backslash || s[j + 1] == backslash ? 2 : 1
+                continue
+            }
+            j += 1
+        }
+        return RawToken(kind: q == quote ? .string : .quotedIdentifier, range: start..<n, content: contentStart..<n,
+                        escapes: escapes, quote: q)
+    }
 
     /// Reads quoted content from `i` (after the opening quote) to the closing quote; a doubled quote is one.
     /// Returns the unescaped content and the index after the closing quote (or the end of input).
@@ -337,33 +387,27 @@ public enum SQLLexer {
     }
 
     /// $1 parameter, $tag$...$tag$ string, or a lone $.
-    private static func lexDollar(_ s: UnsafeBufferPointer<UInt8>, from i: Int, into out: inout [SQLToken]) -> Int {
+    private static func scanDollar(_ s: UnsafeBufferPointer<UInt8>, from i: Int) -> RawToken {
         let n = s.count
         var j = i + 1
         if j < n && isDigit(s[j]) {
             while j < n && isDigit(s[j]) { j += 1 }
-            out.append(SQLToken(kind: .parameter, text: text(s, i..<j), range: i..<j))
-            return j
+            return RawToken(kind: .parameter, range: i..<j)
         }
         if j < n && isIdentStart(s[j]) {
             while j < n && (isIdentStart(s[j]) || isDigit(s[j])) { j += 1 }
         }
-        guard j < n && s[j] == dollar else {
-            out.append(SQLToken(kind: .punctuation, text: "$", range: i..<i + 1))
-            return i + 1
-        }
+        guard j < n && s[j] == dollar else { return RawToken(kind: .punctuation, range: i..<i + 1) }
         let tagLength = j + 1 - i
         let contentStart = j + 1
         var k = contentStart
         while k + tagLength <= n {
             if s[k] == dollar && memEqual(s, k, i, tagLength) {
-                out.append(SQLToken(kind: .string, text: text(s, contentStart..<k), range: i..<k + tagLength))
-                return k + tagLength
+                return RawToken(kind: .string, range: i..<k + tagLength, content: contentStart..<k, quote: dollar)
             }
             k += 1
         }
-        out.append(SQLToken(kind: .string, text: text(s, contentStart..<n), range: i..<n))
-        return n
+        return RawToken(kind: .string, range: i..<n, content: contentStart..<n, quote: dollar)
     }
 
     private static func memEqual(_ s: UnsafeBufferPointer<UInt8>, _ a: Int, _ b: Int, _ length: Int) -> Bool {
@@ -371,7 +415,8 @@ public enum SQLLexer {
         return true
     }
 
-    private static func lexNumber(_ s: UnsafeBufferPointer<UInt8>, from i: Int, into out: inout [SQLToken]) -> Int {
+    /// Index after the number starting at `i` (0x/0o/0b, decimals, exponents, _ separators).
+    private static func numberEnd(_ s: UnsafeBufferPointer<UInt8>, from i: Int) -> Int {
         let n = s.count
         var j = i
         func digits() { while j < n && (isDigit(s[j]) || s[j] == 95) { j += 1 } }
@@ -393,52 +438,46 @@ public enum SQLLexer {
                 }
             }
         }
-        out.append(SQLToken(kind: .number, text: text(s, i..<j), range: i..<j))
         return j
     }
 
     /// A word, or a prefixed string: E'..', B'..', X'..', N'..', U&'..', U&"..".
-    private static func lexWord(_ s: UnsafeBufferPointer<UInt8>, from i: Int, into out: inout [SQLToken]) -> Int {
+    private static func scanWord(_ s: UnsafeBufferPointer<UInt8>, from i: Int) -> RawToken {
         let n = s.count
         let lower = s[i] | 0x20
         if i + 1 < n && s[i + 1] == quote && "ebxn".utf8.contains(lower) && isLetter(s[i]) {
-            let (content, end) = quoted(s, from: i + 2, quote: quote, escapes: lower == UInt8(ascii: "e") ? .backslash : .none)
-            out.append(SQLToken(kind: .string, text: content, range: i..<end))
-            return end
+            return quotedToken(s, from: i, contentStart: i + 2, quote: quote, escapes: lower == UInt8(ascii: "e") ? .backslash : .none)
         }
         if lower == UInt8(ascii: "u"), isLetter(s[i]), i + 2 < n, s[i + 1] == UInt8(ascii: "&"),
            s[i + 2] == quote || s[i + 2] == doubleQuote {
-            let q = s[i + 2]
-            let (content, end) = quoted(s, from: i + 3, quote: q, escapes: .unicode)
-            out.append(SQLToken(kind: q == quote ? .string : .quotedIdentifier, text: content, range: i..<end))
-            return end
+            return quotedToken(s, from: i, contentStart: i + 3, quote: s[i + 2], escapes: .unicode)
         }
         var j = i
+        while j < n && isIdentChar(s[j]) { j += 1 }
+        return RawToken(kind: .word, range: i..<j)
+    }
+
+    /// The bytes of `range`, ASCII-lowercased, as a String.
+    private static func lowercased(_ s: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> String {
         var hasUpper = false
-        while j < n && isIdentChar(s[j]) {
-            if s[j] >= 65 && s[j] <= 90 { hasUpper = true }
-            j += 1
+        for m in range where s[m] >= 65 && s[m] <= 90 {
+            hasUpper = true
+            break
         }
-        let word: String
-        if hasUpper {
-            // Lowercased straight into the String's storage (no array in between; short words stay inline).
-            word = String(unsafeUninitializedCapacity: j - i) { buffer in
-                for m in 0..<(j - i) {
-                    let b = s[i + m]
-                    buffer[m] = b >= 65 && b <= 90 ? b | 0x20 : b
-                }
-                return j - i
+        guard hasUpper else { return text(s, range) }
+        // Lowercased straight into the String's storage (no array in between; short words stay inline).
+        return String(unsafeUninitializedCapacity: range.count) { buffer in
+            for m in 0..<range.count {
+                let b = s[range.lowerBound + m]
+                buffer[m] = b >= 65 && b <= 90 ? b | 0x20 : b
             }
-        } else {
-            word = text(s, i..<j)
+            return range.count
         }
-        out.append(SQLToken(kind: .word, text: word, range: i..<j))
-        return j
     }
 
     /// Postgres operator rules: stop before -- or /*; a multi-character operator ends in + or - only if it
     /// contains one of ~ ! @ # % ^ & | ` ?.
-    private static func lexOperator(_ s: UnsafeBufferPointer<UInt8>, from i: Int, into out: inout [SQLToken]) -> Int {
+    private static func operatorEnd(_ s: UnsafeBufferPointer<UInt8>, from i: Int) -> Int {
         let n = s.count
         var j = i
         var special = false
@@ -454,7 +493,6 @@ public enum SQLLexer {
         if !special {
             while j - i > 1 && (s[j - 1] == UInt8(ascii: "+") || s[j - 1] == UInt8(ascii: "-")) { j -= 1 }
         }
-        out.append(SQLToken(kind: .punctuation, text: text(s, i..<j), range: i..<j))
         return j
     }
 }

@@ -1,0 +1,73 @@
+// Fingerprints on the hot path: the one-pass id (Fingerprint.id) finds a text's fingerprint without lexing it
+// into tokens or building its normalised text; the full Fingerprint is made once per distinct statement shape.
+
+/// A map holding at most `capacity` entries in two generations: when `current` is full it becomes `previous`
+/// and the old `previous` is dropped; a hit in `previous` moves back to `current`. A cheap LRU.
+public struct GenerationalCache<Key: Hashable, Value> {
+    private var current: [Key: Value] = [:]
+    private var previous: [Key: Value] = [:]
+    private let generationSize: Int
+
+    /// `capacity` 0 holds nothing.
+    public init(capacity: Int) {
+        generationSize = max(0, capacity / 2)
+    }
+
+    public var isEnabled: Bool { generationSize > 0 }
+    public var count: Int { current.count + previous.count }
+
+    public mutating func get(_ key: Key) -> Value? {
+        if let hit = current[key] { return hit }
+        guard let hit = previous[key] else { return nil }
+        set(key, hit)
+        return hit
+    }
+
+    public mutating func set(_ key: Key, _ value: Value) {
+        guard generationSize > 0 else { return }
+        if current.count >= generationSize {
+            previous = current
+            current = [:]
+            current.reserveCapacity(generationSize)
+        }
+        current[key] = value
+    }
+
+    public mutating func removeAll() {
+        current = [:]
+        previous = [:]
+    }
+}
+
+/// Fingerprints by one-pass id: a text whose statement shape was seen before gets the same Fingerprint value
+/// back (its normalised text shared, so comparing it with a stats row's key is a pointer check). Texts the
+/// one-pass id leaves out (non-ASCII names, U&"" identifiers) are fingerprinted in full each time.
+/// Not thread-safe: one per event loop.
+public struct FingerprintCache {
+    private var byID: GenerationalCache<UInt64, Fingerprint>
+    /// How many fingerprints were built in full (misses and texts the one-pass id leaves out).
+    public private(set) var built = 0
+
+    public init(capacity: Int = 10_000) {
+        byID = GenerationalCache(capacity: capacity)
+    }
+
+    public var count: Int { byID.count }
+
+    public mutating func of(utf8 bytes: UnsafeRawBufferPointer) -> Fingerprint {
+        guard let id = Fingerprint.id(utf8: bytes) else {
+            built += 1
+            return Fingerprint.of(utf8: bytes)
+        }
+        if let hit = byID.get(id) { return hit }
+        built += 1
+        let fingerprint = Fingerprint.of(utf8: bytes)
+        byID.set(id, fingerprint)
+        return fingerprint
+    }
+
+    public mutating func of(_ sql: String) -> Fingerprint {
+        var sql = sql
+        return sql.withUTF8 { of(utf8: UnsafeRawBufferPointer($0)) }
+    }
+}
