@@ -57,6 +57,11 @@ extension ClientConnection {
         return state
     }
 
+    /// session.parameters and session.isPinned, read on every transaction: without a box these are the
+    /// startup parameters and false, with no session built.
+    var sessionParameters: [String: String] { extras?.session.parameters ?? startupParameters }
+    var sessionIsPinned: Bool { extras?.session.isPinned ?? false }
+
     /// The box, made on first use.
     var more: ClientExtras {
         if let extras { return extras }
@@ -83,32 +88,32 @@ extension ClientConnection {
     }
     var replicaWaitDeadline: Double? {
         _read { if let box = extras { yield box.replicaWaitDeadline } else { yield nil } }
-        set { more.replicaWaitDeadline = newValue }
+        set { if newValue != nil || extras != nil { more.replicaWaitDeadline = newValue } }
         _modify { let box = more; yield &box.replicaWaitDeadline }
     }
     var routePreference: RoutePreference? {
         _read { if let box = extras { yield box.routePreference } else { yield nil } }
-        set { more.routePreference = newValue }
+        set { if newValue != nil || extras != nil { more.routePreference = newValue } }
         _modify { let box = more; yield &box.routePreference }
     }
     var statementTimeoutOverride: Double? {
         _read { if let box = extras { yield box.statementTimeoutOverride } else { yield nil } }
-        set { more.statementTimeoutOverride = newValue }
+        set { if newValue != nil || extras != nil { more.statementTimeoutOverride = newValue } }
         _modify { let box = more; yield &box.statementTimeoutOverride }
     }
     var batchFingerprint: Fingerprint? {
         _read { if let box = extras { yield box.batchFingerprint } else { yield nil } }
-        set { more.batchFingerprint = newValue }
+        set { if newValue != nil || extras != nil { more.batchFingerprint = newValue } }
         _modify { let box = more; yield &box.batchFingerprint }
     }
     var routedQueryFingerprint: Fingerprint? {
         _read { if let box = extras { yield box.routedQueryFingerprint } else { yield nil } }
-        set { more.routedQueryFingerprint = newValue }
+        set { if newValue != nil || extras != nil { more.routedQueryFingerprint = newValue } }
         _modify { let box = more; yield &box.routedQueryFingerprint }
     }
     var unnamedFingerprint: Fingerprint? {
         _read { if let box = extras { yield box.unnamedFingerprint } else { yield nil } }
-        set { more.unnamedFingerprint = newValue }
+        set { if newValue != nil || extras != nil { more.unnamedFingerprint = newValue } }
         _modify { let box = more; yield &box.unnamedFingerprint }
     }
     var namedFingerprints: [String: Fingerprint] {

@@ -335,7 +335,7 @@ extension ClientConnection {
             offset += total
         }
         var preference = routePreference ?? .auto
-        if routePreference == nil, let setting = session.parameters["switchyard.route"] {
+        if routePreference == nil, let setting = sessionParameters["switchyard.route"] {
             preference = RoutePreference(rawValue: Self.unquoted(setting)) ?? .auto
         }
         switch hint {

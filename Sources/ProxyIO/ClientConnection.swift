@@ -212,6 +212,9 @@ final class ClientConnection: StreamHandler, Hashable {
         for (name, value) in StartupOptions.effectiveParameters(info?.parameters ?? []) {
             startupParameters[name] = SQLText.quote(value)
         }
+        // Shared storage with every client of the same startup values: a server set up for one of them is
+        // recognised as set up for the next by identity, without comparing the parameters (attach).
+        startupParameters = proxy.intern(startupParameters)
         session.parameters = startupParameters
         if poolMode == .transaction, let cached = proxy.greetings[greetingKey],
            let reported = StartupOptions.greeting(cached: cached, startup: info?.parameters ?? []) {
@@ -278,8 +281,8 @@ final class ClientConnection: StreamHandler, Hashable {
             // Logging in needs any backend: with no replica available, greet from the primary.
             decision = proxy.router.route(RouteContext(request: .write, now: now), backends: &proxy.backends, random: &proxy.random)
         }
-        log.debug("route", metadata: ["client": "\(label)", "request": "\(request)", "preference": "\(preference.rawValue)",
-                                      "min_lsn": "\(context.minLSN?.description ?? "-")", "decision": "\(decision)"])
+        if proxy.debugLogging { log.debug("route", metadata: ["client": "\(label)", "request": "\(request)", "preference": "\(preference.rawValue)",
+                                      "min_lsn": "\(context.minLSN?.description ?? "-")", "decision": "\(decision)"]) }
         switch decision {
         case .primary(let name), .replica(let name):
             if !proxy.waitingForReplica.isEmpty { proxy.waitingForReplica.remove(self) }
@@ -385,12 +388,13 @@ final class ClientConnection: StreamHandler, Hashable {
         server.waitMicros = Int(max(0, monotonicNow() - waitingSince) * 1e6)
         server.tracking = poolMode == .transaction
         phase = .settingUp(server)
-        let settings = proxy.config.proxy
         // Most of the time the server already has this client's parameters: no SQL at all.
-        var sql = server.sessionParams == session.parameters
-            ? "" : SessionState.syncSQL(from: server.effectiveParams(for: session.parameters), to: session.parameters)
-        if !settings.serverCheckQuery.isEmpty, monotonicNow() - server.idleSince >= settings.serverCheckDelay {
-            sql = settings.serverCheckQuery + ";" + sql
+        let parameters = sessionParameters
+        var sql = server.sessionParams == parameters
+            ? "" : SessionState.syncSQL(from: server.effectiveParams(for: parameters), to: parameters)
+        // Read in place (a copy of the settings would retain each of their strings).
+        if !proxy.config.proxy.serverCheckQuery.isEmpty, monotonicNow() - server.idleSince >= proxy.config.proxy.serverCheckDelay {
+            sql = proxy.config.proxy.serverCheckQuery + ";" + sql
         }
         if sql.isEmpty {
             serverReady(server)
@@ -424,7 +428,7 @@ final class ClientConnection: StreamHandler, Hashable {
                 proxy.greetings[greetingKey] = cached
             }
         }
-        log.debug("client got server", metadata: ["client": "\(label)", "server": "\(server.label)"])
+        if proxy.debugLogging { log.debug("client got server", metadata: ["client": "\(label)", "server": "\(server.label)"]) }
         if poolMode == .transaction {
             transactionEnded(on: server)
         } else {
@@ -452,7 +456,7 @@ final class ClientConnection: StreamHandler, Hashable {
         }
         server.transactionFailed = false
         server.watchCommandTags = false
-        if routedWrite && greeted && proxy.config.proxy.readYourWrites == .lsn && !session.isPinned && remaining == 0 {
+        if routedWrite && greeted && proxy.config.proxy.readYourWrites == .lsn && !sessionIsPinned && remaining == 0 {
             // Read-your-writes: learn a WAL position at or after this commit before the server goes back.
             routedWrite = false
             // Nothing the client sends meanwhile is relayed: it waits in the input buffer.
@@ -462,8 +466,8 @@ final class ClientConnection: StreamHandler, Hashable {
             return
         }
         routedWrite = false
-        if session.isPinned || remaining > 0 {
-            if session.isPinned { log.debug("client pinned", metadata: ["client": "\(label)", "reason": "\(session.pinReason ?? "")"]) }
+        if sessionIsPinned || remaining > 0 {
+            if sessionIsPinned { log.debug("client pinned", metadata: ["client": "\(label)", "reason": "\(session.pinReason ?? "")"]) }
             return relayToServer()
         }
         phase = .idle

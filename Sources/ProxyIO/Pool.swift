@@ -146,7 +146,7 @@ final class Pool {
         slotsHeld += 1
         wantsSlot = false
         let server = ServerConnection(id: proxy.nextID(), pool: self, handoff: handoff)
-        proxy.logger.debug("server handed over", metadata: ["server": "\(server.label)"])
+        if proxy.debugLogging { proxy.logger.debug("server handed over", metadata: ["server": "\(server.label)"]) }
         run(machine.serverAdopted(server))
         // Clients still waiting ask for a slot again (taking this worker off the waiters list took its place).
         if !machine.waiting.isEmpty { run(machine.tick(now: monotonicNow())) }

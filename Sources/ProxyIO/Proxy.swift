@@ -16,7 +16,12 @@ enum StatementOutcome: Equatable {
 
 public final class Proxy {
     public private(set) var config: Config
-    public private(set) var logger: Logger
+    public private(set) var logger: Logger {
+        didSet { debugLogging = logger.logLevel <= .debug }
+    }
+    /// log_level is debug or trace: the per-transaction debug lines are built only then (checking the Logger
+    /// itself costs a copy of it and a call through its handler on every transaction).
+    private(set) var debugLogging = false
     let loop: EventLoop
     /// The workers of this process and this one's position among them.
     let workers: Workers
@@ -90,6 +95,7 @@ public final class Proxy {
     public init(config: Config, logger: Logger, workers: Workers = Workers(count: 1), index: Int = 0) throws {
         self.config = config
         self.logger = logger
+        self.debugLogging = logger.logLevel <= .debug
         self.workers = workers
         self.index = index
         self.loop = EventLoop()
@@ -503,6 +509,15 @@ public final class Proxy {
     }
 
     // MARK: Janitor, reload, shutdown
+
+    /// Startup parameter sets by value, so equal sets share one storage (see ClientConnection.waitForServer).
+    private var internedParameters: Set<[String: String]> = []
+
+    func intern(_ parameters: [String: String]) -> [String: String] {
+        if parameters.isEmpty { return parameters }
+        if internedParameters.count >= 1_000 { internedParameters.removeAll() }
+        return internedParameters.insert(parameters).memberAfterInsert
+    }
 
     /// The summary line runs just after each stats period boundary: it covers the period before the last one up
     /// to now, so lines at boundaries leave no gap between them (lines `stats_period` apart drifted by a janitor

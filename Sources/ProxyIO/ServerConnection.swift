@@ -271,7 +271,7 @@ final class ServerConnection: StreamHandler, Hashable {
                 close(reason: "setup failed")
                 return
             }
-            sessionParams = client.session.parameters
+            sessionParams = client.sessionParameters
             client.serverReady(self)
         case .walPosition:
             guard let client else { return release() }

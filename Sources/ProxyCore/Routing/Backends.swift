@@ -238,7 +238,9 @@ public struct BackendSet: Sendable {
 
     /// Circuit closed.
     public func isUp(_ name: String) -> Bool {
-        status(name)?.circuit == .closed
+        // By index: no copy of the status (it runs for every routed transaction).
+        guard let i = index(name) else { return false }
+        return statuses[i].circuit == .closed
     }
 
     // MARK: Roles and lag
@@ -246,7 +248,7 @@ public struct BackendSet: Sendable {
     /// The configured primary; with `role = auto`, the backend out of recovery (preferring one whose circuit is
     /// not open, then the newest promotion). Nil if none is known.
     public var primaryName: String? {
-        if let configured = statuses.first(where: { $0.roleSetting == .primary }) { return configured.name }
+        if let configured = statuses.firstIndex(where: { $0.roleSetting == .primary }) { return statuses[configured].name }
         let candidates = statuses.filter(\.isPrimary)
         let reachable = candidates.filter { $0.circuit != .open }
         let pool = reachable.isEmpty ? candidates : reachable
