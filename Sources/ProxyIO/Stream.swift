@@ -3,6 +3,7 @@
 // TLS swaps the socket bufferevent for an OpenSSL one on the same socket; the data path does not change.
 import CLibevent
 import COpenSSL
+import Glibc
 import PGWire
 import ProxyCore
 
@@ -23,14 +24,10 @@ private let writeCallback: bufferevent_data_cb = { _, ctx in
     Unmanaged<Stream>.fromOpaque(ctx!).takeUnretainedValue().drained()
 }
 private let eventCallback: bufferevent_event_cb = { _, events, ctx in
-    let s = Unmanaged<Stream>.fromOpaque(ctx!).takeUnretainedValue()
-    if s.closingAfterFlush {
-        // The peer went away while we were flushing a final error.
-        if events & Int16(BEV_EVENT_EOF | BEV_EVENT_ERROR) != 0 { s.close() }
-        return
-    }
-    if s.settingUpTLS { return s.tlsSetupEvent(events) }
-    s.handler?.streamEvent(s, events: events)
+    Unmanaged<Stream>.fromOpaque(ctx!).takeUnretainedValue().received(events: events)
+}
+private let socketReadCallback: event_callback_fn = { _, _, ctx in
+    Unmanaged<Stream>.fromOpaque(ctx!).takeUnretainedValue().readSocket()
 }
 
 private let parkCallback: event_callback_fn = { _, _, ctx in
@@ -118,6 +115,14 @@ final class Stream {
     /// Someone waits for the output to drain (backpressure, close after flush, TLS setup): `drained()` runs
     /// when a flush empties it.
     private var drainWaiter = false
+    /// Plain sockets are read by `readSocket` from this event, not by the bufferevent: its evbuffer_read asks
+    /// FIONREAD before every read, one more syscall per message. Nil once TLS reads (OpenSSL's bufferevent).
+    private var readEvent: OpaquePointer?
+    private var readPaused = false
+    /// An outgoing connection reads only once connected (a failed connect is reported once, by the bufferevent).
+    private var awaitingConnect = false
+    /// The last read filled its space: the next one reserves more (large results), else a small chain.
+    private var lastReadFilled = false
 
     init(loop: EventLoop, fd: Int32, handler: StreamHandler) {
         self.loop = loop
@@ -130,7 +135,84 @@ final class Stream {
         bufferevent_setcb(bev, readCallback, writeCallback, eventCallback, ctx)
         // A new bufferevent has EV_WRITE enabled: off, so adding output does not arm the write event.
         bufferevent_disable(bev, Int16(EV_WRITE))
-        bufferevent_enable(bev, Int16(EV_READ))
+        startReading()
+    }
+
+    /// EOF, error or connected, from the bufferevent or from `readSocket`.
+    fileprivate func received(events: Int16) {
+        if awaitingConnect && events & Int16(BEV_EVENT_CONNECTED) != 0 {
+            awaitingConnect = false
+            startReading()
+        }
+        if closingAfterFlush {
+            // The peer went away while we were flushing a final error.
+            if events & Int16(BEV_EVENT_EOF | BEV_EVENT_ERROR) != 0 { close() }
+            return
+        }
+        if settingUpTLS { return tlsSetupEvent(events) }
+        handler?.streamEvent(self, events: events)
+    }
+
+    // MARK: Reading a plain socket
+
+    /// Reads by `readSocket` (made once per bufferevent), unless paused or still connecting.
+    private func startReading() {
+        guard let bev, directWrites, !isClosed else { return }
+        if readEvent == nil {
+            // The socket bufferevent freezes the end of its input (only it adds there); this stream adds instead.
+            evbuffer_unfreeze(input, 0)
+            readEvent = event_new(loop.base, bufferevent_getfd(bev), Int16(EV_READ | EV_PERSIST), socketReadCallback,
+                                  Unmanaged.passUnretained(self).toOpaque())
+        }
+        if !readPaused && !awaitingConnect, let readEvent { event_add(readEvent, nil) }
+    }
+
+    /// Frees the read event (before the bufferevent closes the socket, parks, or hands reading to OpenSSL).
+    private func stopReading() {
+        guard let event = readEvent else { return }
+        event_free(event)
+        readEvent = nil
+    }
+
+    /// One readv into the input's free space (two extents at most), then the handler hears it, as from the
+    /// bufferevent. EOF and errors stop reading and go to `received(events:)` with BEV_EVENT_READING.
+    fileprivate func readSocket() {
+        guard let bev, !isClosed else { return }
+        let fd = bufferevent_getfd(bev)
+        var vecs = (iovec(), iovec())
+        var error: Int32 = 0
+        let got: Int = withUnsafeMutableBytes(of: &vecs) { raw in
+            let v = raw.baseAddress!.assumingMemoryBound(to: iovec.self)
+            let want = lastReadFilled ? 16_384 : 960
+            let n = evbuffer_reserve_space(input, want, v, 2)
+            guard n > 0 else { return -1 }
+            // libevent's evbuffer_iovec is struct iovec here.
+            let r = readv(fd, v, n)
+            error = errno
+            guard r > 0 else { return r }
+            var left = r
+            var used: Int32 = 0
+            var reserved = 0
+            for k in 0..<Int(n) {
+                reserved += v[k].iov_len
+                guard left > 0 else { continue }
+                v[k].iov_len = min(left, v[k].iov_len)
+                left -= v[k].iov_len
+                used += 1
+            }
+            evbuffer_commit_space(input, v, used)
+            lastReadFilled = r == reserved
+            return r
+        }
+        if got > 0 {
+            if settingUpTLS { return tlsSetupReadable() }
+            handler?.streamReadable(self)
+            return
+        }
+        if got < 0 && (error == EAGAIN || error == EWOULDBLOCK || error == EINTR) { return }
+        // As the bufferevent does: reading stops at EOF or an error.
+        if let readEvent { event_del(readEvent) }
+        received(events: Int16(BEV_EVENT_READING) | Int16(got == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR))
     }
 
     /// Output was added: write it at the end of this turn of the loop.
@@ -185,6 +267,8 @@ final class Stream {
             serverNegotiation = ServerTLSStateMachine(mode: tls.mode)
             settingUpTLS = true
         }
+        awaitingConnect = true
+        if let readEvent { event_del(readEvent) }
         return address.withSockaddr { sa, len in bufferevent_socket_connect(bev, UnsafeMutablePointer(mutating: sa), len) } == 0
     }
 
@@ -267,9 +351,15 @@ final class Stream {
 
     func pauseReading() {
         if parkEvent != nil { unpark() }
+        readPaused = true
+        if let readEvent { event_del(readEvent) }
         if let bev { bufferevent_disable(bev, Int16(EV_READ)) }
     }
-    func resumeReading() { if let bev { bufferevent_enable(bev, Int16(EV_READ)) } }
+    func resumeReading() {
+        readPaused = false
+        if readEvent != nil { return startReading() }
+        if let bev, !directWrites { bufferevent_enable(bev, Int16(EV_READ)) }
+    }
 
     /// The write callback fires when output drains to `bytes` or below.
     func setWriteLowWatermark(_ bytes: Int) {
@@ -311,6 +401,7 @@ final class Stream {
         case .none, .handshaking: break
         }
         tls?.phase = .none
+        stopReading()
         bufferevent_free(bev)
         self.bev = nil
         selfRetain = nil
@@ -330,6 +421,7 @@ extension Stream {
         let fd = bufferevent_getfd(bev)
         guard let event = event_new(loop.base, fd, Int16(EV_READ), parkCallback,
                                     Unmanaged.passUnretained(self).toOpaque()) else { return false }
+        stopReading()
         bufferevent_setfd(bev, -1)
         bufferevent_free(bev)
         self.bev = nil
@@ -354,7 +446,7 @@ extension Stream {
         output = bufferevent_get_output(bev)
         bufferevent_setcb(bev, readCallback, writeCallback, eventCallback, Unmanaged.passUnretained(self).toOpaque())
         bufferevent_disable(bev, Int16(EV_WRITE))
-        bufferevent_enable(bev, Int16(EV_READ))
+        startReading()
     }
 }
 
@@ -392,7 +484,8 @@ extension Stream {
             return tlsSetupFailed("cannot create the TLS bufferevent")
         }
         tlsPhase = .handshaking
-        // OpenSSL's bufferevent writes by itself from now on.
+        // OpenSSL's bufferevent reads and writes by itself from now on.
+        stopReading()
         directWrites = false
         writeArmed = false
         bufferevent_setfd(old, -1)
