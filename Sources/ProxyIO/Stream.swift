@@ -101,9 +101,8 @@ final class Stream {
         get { tls?.description }
         set { tlsState.description = newValue }
     }
-    /// While parked (see `park()`): the bare read event standing in for the bufferevent, and the socket.
+    /// While parked (see `park()`): the bare read event standing in for the bufferevent.
     fileprivate var parkEvent: OpaquePointer?
-    fileprivate var parkedFD: Int32 = -1
 
     /// The loop this stream lives on (it outlives every stream).
     unowned(unsafe) let loop: EventLoop
@@ -126,6 +125,7 @@ final class Stream {
 
     init(loop: EventLoop, fd: Int32, handler: StreamHandler) {
         self.loop = loop
+        self.fd = fd
         let bev = bufferevent_socket_new(loop.base, fd, Int32(BEV_OPT_CLOSE_ON_FREE.rawValue))!
         self.bev = bev
         self.input = bufferevent_get_input(bev)
@@ -157,11 +157,11 @@ final class Stream {
 
     /// Reads by `readSocket` (made once per bufferevent), unless paused or still connecting.
     private func startReading() {
-        guard let bev, directWrites, !isClosed else { return }
+        guard bev != nil, directWrites, !isClosed else { return }
         if readEvent == nil {
             // The socket bufferevent freezes the end of its input (only it adds there); this stream adds instead.
             evbuffer_unfreeze(input, 0)
-            readEvent = event_new(loop.base, bufferevent_getfd(bev), Int16(EV_READ | EV_PERSIST), socketReadCallback,
+            readEvent = event_new(loop.base, fd, Int16(EV_READ | EV_PERSIST), socketReadCallback,
                                   Unmanaged.passUnretained(self).toOpaque())
         }
         if !readPaused && !awaitingConnect, let readEvent { event_add(readEvent, nil) }
@@ -177,8 +177,7 @@ final class Stream {
     /// One readv into the input's free space (two extents at most), then the handler hears it, as from the
     /// bufferevent. EOF and errors stop reading and go to `received(events:)` with BEV_EVENT_READING.
     fileprivate func readSocket() {
-        guard let bev, !isClosed else { return }
-        let fd = bufferevent_getfd(bev)
+        guard bev != nil, !isClosed else { return }
         var vecs = (iovec(), iovec())
         var error: Int32 = 0
         let got: Int = withUnsafeMutableBytes(of: &vecs) { raw in
@@ -231,7 +230,7 @@ final class Stream {
         guard directWrites, !writeArmed, !isClosed, let bev, evbuffer_get_length(output) > 0 else { return }
         // The socket bufferevent freezes the front of its output (only it drains it); open it for this write.
         evbuffer_unfreeze(output, 1)
-        let written = evbuffer_write(output, bufferevent_getfd(bev))
+        let written = evbuffer_write(output, fd)
         evbuffer_freeze(output, 1)
         if written < 0 || evbuffer_get_length(output) > 0 {
             writeArmed = true
@@ -272,7 +271,8 @@ final class Stream {
         return address.withSockaddr { sa, len in bufferevent_socket_connect(bev, UnsafeMutablePointer(mutating: sa), len) } == 0
     }
 
-    var fd: Int32 { bev.map { bufferevent_getfd($0) } ?? parkedFD }
+    /// The socket (the same through parking and TLS; closed by `close()`).
+    let fd: Int32
     var inputLength: Int { parkEvent == nil ? evbuffer_get_length(input) : 0 }
     var outputLength: Int { parkEvent == nil ? evbuffer_get_length(output) : 0 }
 
@@ -418,14 +418,12 @@ extension Stream {
         guard let bev, parkEvent == nil, !isClosed, !closingAfterFlush, !settingUpTLS,
               evbuffer_get_length(input) == 0, evbuffer_get_length(output) == 0 else { return false }
         guard case .none = tlsPhase else { return false }
-        let fd = bufferevent_getfd(bev)
         guard let event = event_new(loop.base, fd, Int16(EV_READ), parkCallback,
                                     Unmanaged.passUnretained(self).toOpaque()) else { return false }
         stopReading()
         bufferevent_setfd(bev, -1)
         bufferevent_free(bev)
         self.bev = nil
-        parkedFD = fd
         parkEvent = event
         event_add(event, nil)
         return true
@@ -439,8 +437,7 @@ extension Stream {
         guard let event = parkEvent else { return }
         event_free(event)
         parkEvent = nil
-        let bev = bufferevent_socket_new(loop.base, parkedFD, Int32(BEV_OPT_CLOSE_ON_FREE.rawValue))!
-        parkedFD = -1
+        let bev = bufferevent_socket_new(loop.base, fd, Int32(BEV_OPT_CLOSE_ON_FREE.rawValue))!
         self.bev = bev
         input = bufferevent_get_input(bev)
         output = bufferevent_get_output(bev)

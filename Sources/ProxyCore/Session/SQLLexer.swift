@@ -114,7 +114,14 @@ public enum SQLLexer {
     static func isDigit(_ c: UInt8) -> Bool { c >= 48 && c <= 57 }
     static func isLetter(_ c: UInt8) -> Bool { (c | 0x20) >= 97 && (c | 0x20) <= 122 }
     static func isIdentStart(_ c: UInt8) -> Bool { isLetter(c) || c == 95 || c >= 0x80 }
-    static func isIdentChar(_ c: UInt8) -> Bool { isIdentStart(c) || isDigit(c) || c == 36 }
+    /// Letters, digits, _ and $ (bit c - 64 of `identHigh`, bit c of `identLow`), and every byte >= 0x80.
+    @inline(__always)
+    static func isIdentChar(_ c: UInt8) -> Bool {
+        if c >= 0x80 { return true }
+        let identLow: UInt64 = 0x03FF_0010_0000_0000    // 0-9, $
+        let identHigh: UInt64 = 0x07FF_FFFE_87FF_FFFE   // A-Z, _, a-z
+        return c < 64 ? (identLow >> UInt64(c)) & 1 != 0 : (identHigh >> UInt64(c - 64)) & 1 != 0
+    }
     static func isHexDigit(_ c: UInt8) -> Bool { isDigit(c) || ((c | 0x20) >= 97 && (c | 0x20) <= 102) }
 
     /// Characters of Postgres operators: + - * / < > = ~ ! @ # % ^ & | ` ?
