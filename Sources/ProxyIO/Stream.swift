@@ -30,9 +30,6 @@ private let socketReadCallback: event_callback_fn = { _, _, ctx in
     Unmanaged<Stream>.fromOpaque(ctx!).takeUnretainedValue().readSocket()
 }
 
-private let parkCallback: event_callback_fn = { _, _, ctx in
-    Unmanaged<Stream>.fromOpaque(ctx!).takeUnretainedValue().unpark()
-}
 
 /// Output above this pauses the source (backpressure); the source resumes when output drains below `resumeBytes`.
 let pauseBytes = 512 * 1024
@@ -102,7 +99,7 @@ final class Stream {
         set { tlsState.description = newValue }
     }
     /// While parked (see `park()`): the bare read event standing in for the bufferevent.
-    fileprivate var parkEvent: OpaquePointer?
+    fileprivate var parked = false
 
     /// The loop this stream lives on (it outlives every stream).
     unowned(unsafe) let loop: EventLoop
@@ -155,7 +152,7 @@ final class Stream {
 
     // MARK: Reading a plain socket
 
-    /// Reads by `readSocket` (made once per bufferevent), unless paused or still connecting.
+    /// Reads by `readSocket` from one read event per stream (it outlives parking), unless paused or connecting.
     private func startReading() {
         guard bev != nil, directWrites, !isClosed else { return }
         if readEvent == nil {
@@ -177,7 +174,8 @@ final class Stream {
     /// One readv into the input's free space (two extents at most), then the handler hears it, as from the
     /// bufferevent. EOF and errors stop reading and go to `received(events:)` with BEV_EVENT_READING.
     fileprivate func readSocket() {
-        guard bev != nil, !isClosed else { return }
+        guard !isClosed else { return }
+        if parked { unpark() }
         var vecs = (iovec(), iovec())
         var error: Int32 = 0
         let got: Int = withUnsafeMutableBytes(of: &vecs) { raw in
@@ -273,19 +271,19 @@ final class Stream {
 
     /// The socket (the same through parking and TLS; closed by `close()`).
     let fd: Int32
-    var inputLength: Int { parkEvent == nil ? evbuffer_get_length(input) : 0 }
-    var outputLength: Int { parkEvent == nil ? evbuffer_get_length(output) : 0 }
+    var inputLength: Int { !parked ? evbuffer_get_length(input) : 0 }
+    var outputLength: Int { !parked ? evbuffer_get_length(output) : 0 }
 
     func write(_ bytes: [UInt8]) {
         guard !isClosed else { return }
-        if parkEvent != nil { unpark() }
+        if parked { unpark() }
         bytes.withUnsafeBytes { _ = evbuffer_add(output, $0.baseAddress, $0.count) }
         outputAdded()
     }
 
     /// Type byte and length field of the next message, if 5 bytes are buffered. No allocation.
     func peekHeader() -> (type: UInt8, length: Int32)? {
-        guard parkEvent == nil, evbuffer_get_length(input) >= 5 else { return nil }
+        guard !parked, evbuffer_get_length(input) >= 5 else { return nil }
         var header: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0, 0, 0, 0, 0)
         _ = withUnsafeMutableBytes(of: &header) { evbuffer_copyout(input, $0.baseAddress, 5) }
         let length = Int32(bitPattern: UInt32(header.1) << 24 | UInt32(header.2) << 16 | UInt32(header.3) << 8 | UInt32(header.4))
@@ -316,17 +314,17 @@ final class Stream {
         return bytes
     }
 
-    func drain(_ count: Int) { if parkEvent == nil { evbuffer_drain(input, count) } }
+    func drain(_ count: Int) { if !parked { evbuffer_drain(input, count) } }
 
     /// Puts bytes back in front of the buffered input (a query being retried elsewhere).
     func prepend(_ bytes: [UInt8]) {
-        if parkEvent != nil { unpark() }
+        if parked { unpark() }
         bytes.withUnsafeBytes { _ = evbuffer_prepend(input, $0.baseAddress, $0.count) }
     }
 
     /// Removes and returns one whole message if it is all buffered (login phases; small messages).
     func takeFrame(maxLength: Int) throws(ProtocolViolation) -> Frame? {
-        if parkEvent != nil { unpark() }
+        if parked { unpark() }
         guard let (type, lengthField) = peekHeader() else { return nil }
         let header: FrameHeader
         switch FrameHeader.parse(type: type, lengthField: lengthField, maxLength: maxLength) {
@@ -343,14 +341,14 @@ final class Stream {
     /// Moves up to `count` buffered bytes to `other`'s output without copying; returns how many moved.
     @inline(__always)
     func move(upTo count: Int, to other: Stream) -> Int {
-        if other.parkEvent != nil { other.unpark() }
+        if other.parked { other.unpark() }
         let moved = Int(evbuffer_remove_buffer(input, other.output, count))
         other.outputAdded()
         return moved
     }
 
     func pauseReading() {
-        if parkEvent != nil { unpark() }
+        if parked { unpark() }
         readPaused = true
         if let readEvent { event_del(readEvent) }
         if let bev { bufferevent_disable(bev, Int16(EV_READ)) }
@@ -371,7 +369,7 @@ final class Stream {
     /// handshake nothing can be sent: it closes at once.
     func closeAfterFlush(_ bytes: [UInt8] = []) {
         guard !isClosed, !closingAfterFlush else { return }
-        if parkEvent != nil { unpark() }
+        if parked { unpark() }
         switch tlsPhase {
         case .awaitingFlush, .handshaking: return close()
         case .none, .established: break
@@ -388,7 +386,7 @@ final class Stream {
 
     /// Frees the bufferevent and the socket now (a TLS session sends close_notify first). Safe to call twice.
     func close() {
-        if parkEvent != nil { unpark() }
+        if parked { unpark() }
         guard !isClosed, let bev else { return }
         isClosed = true
         handler = nil
@@ -411,39 +409,34 @@ final class Stream {
 // MARK: Parking
 
 extension Stream {
-    /// Frees the bufferevent and its two buffers of an idle plain stream (nothing buffered either way) and waits
-    /// for the socket with a bare read event instead: an idle client then costs about a kilobyte less. Data, EOF,
-    /// or any use of the stream brings the bufferevent back (`unpark`). False when the stream cannot park.
+    /// Frees the bufferevent and its two buffers of an idle plain stream (nothing buffered either way); the
+    /// stream's own read event goes on waiting on the socket: an idle client then costs about a kilobyte less.
+    /// Data, EOF, or any use of the stream brings a bufferevent back (`unpark`). False when it cannot park.
     func park() -> Bool {
-        guard let bev, parkEvent == nil, !isClosed, !closingAfterFlush, !settingUpTLS,
-              evbuffer_get_length(input) == 0, evbuffer_get_length(output) == 0 else { return false }
+        guard let bev, !parked, readEvent != nil, !readPaused, !awaitingConnect, !isClosed, !closingAfterFlush,
+              !settingUpTLS, evbuffer_get_length(input) == 0, evbuffer_get_length(output) == 0 else { return false }
         guard case .none = tlsPhase else { return false }
-        guard let event = event_new(loop.base, fd, Int16(EV_READ), parkCallback,
-                                    Unmanaged.passUnretained(self).toOpaque()) else { return false }
-        stopReading()
         bufferevent_setfd(bev, -1)
         bufferevent_free(bev)
         self.bev = nil
-        parkEvent = event
-        event_add(event, nil)
+        parked = true
         return true
     }
 
-    var isParked: Bool { parkEvent != nil }
+    var isParked: Bool { parked }
 
-    /// A new bufferevent on the parked socket, reading and writing as before parking; buffered socket data is
-    /// read on the loop's next turn (the socket stays readable).
+    /// A new bufferevent on the parked socket, reading (through the same read event) and writing as before.
     func unpark() {
-        guard let event = parkEvent else { return }
-        event_free(event)
-        parkEvent = nil
+        guard parked else { return }
+        parked = false
         let bev = bufferevent_socket_new(loop.base, fd, Int32(BEV_OPT_CLOSE_ON_FREE.rawValue))!
         self.bev = bev
         input = bufferevent_get_input(bev)
         output = bufferevent_get_output(bev)
         bufferevent_setcb(bev, readCallback, writeCallback, eventCallback, Unmanaged.passUnretained(self).toOpaque())
         bufferevent_disable(bev, Int16(EV_WRITE))
-        startReading()
+        // The socket bufferevent freezes the end of its input (only it adds there); this stream adds instead.
+        evbuffer_unfreeze(input, 0)
     }
 }
 
