@@ -32,7 +32,18 @@ extension ClientConnection {
             case .query?:
                 if small {
                     guard stream.inputLength >= total else { break loop }
-                    let effects = stream.withContiguousInput(total) { SessionAnalyzer.mayHaveEffects(UnsafeRawBufferPointer(rebasing: $0[5...])) }
+                    // Routed: the classifier's fingerprint, and a scan for session effects. Otherwise both come
+                    // from the fingerprint cache (the scan's answer is cached per shape without strings).
+                    let fingerprint: Fingerprint
+                    let effects: Bool
+                    if let routed = routedQueryFingerprint {
+                        fingerprint = routed
+                        effects = stream.withContiguousInput(total) { SessionAnalyzer.mayHaveEffects(UnsafeRawBufferPointer(rebasing: $0[5...])) }
+                    } else {
+                        (fingerprint, effects) = stream.withContiguousInput(total) { bytes in
+                            proxy.classifier.fingerprints.withEffects(utf8: UnsafeRawBufferPointer(rebasing: bytes[5..<max(5, total - 1)]))
+                        }
+                    }
                     if effects { noteEffects(ofQueryPayload: stream.peek(max: total).dropFirst(5), server: server) }
                     // A lone read on a replica outside a transaction may be retried on the primary (safety net).
                     let onReplica: Bool
@@ -42,7 +53,7 @@ extension ClientConnection {
                     case .auto: onReplica = proxy.backends.status(server.backend.name)?.isPrimary == false
                     }
                     server.retryableQuery = onReplica && server.tracker.isEmpty && server.transactionStatus == .idle ? stream.peek(max: total) : nil
-                    server.requestSent(routedQueryFingerprint ?? queryFingerprint(total: total))
+                    server.requestSent(fingerprint)
                     routedQueryFingerprint = nil
                 } else {
                     server.retryableQuery = nil
@@ -253,7 +264,7 @@ extension ClientConnection {
     /// query log group statements by it).
     func queryFingerprint(total: Int) -> Fingerprint {
         stream.withContiguousInput(total) { bytes in
-            proxy.classifier.fingerprints.of(utf8: UnsafeRawBufferPointer(rebasing: bytes[5..<(total - 1)]))
+            proxy.classifier.fingerprints.of(utf8: UnsafeRawBufferPointer(rebasing: bytes[5..<max(5, total - 1)]))
         }
     }
 

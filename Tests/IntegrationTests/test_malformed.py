@@ -123,3 +123,17 @@ def test_unknown_message_type(proxy):
     err = first_error(data)
     assert err is not None and err.get("C") == "08P01", data[:200]
     assert_still_serving(proxy)
+
+
+@pytest.mark.parametrize("pool_mode", ["session", "transaction"])
+@pytest.mark.parametrize("payload", [b"", b"SELECT 1"], ids=["empty", "no-terminator"])
+def test_query_without_its_terminating_nul(start_proxy, pool_mode, payload):
+    """A Query whose text lacks the NUL (or is empty) is not a crash: the fingerprint of its text is taken
+    without a last byte that is not there, the client gets an error, and the proxy goes on."""
+    p = start_proxy(pool_mode=pool_mode)
+    with logged_in(p) as c:
+        assert c.simple_query("SELECT 1")[-1][0] == b"Z"
+        c.send(b"Q" + struct.pack("!i", 4 + len(payload)) + payload)
+        data, _ = c.read_until_eof(timeout=3)
+    assert data[:1] == b"E", data[:64]
+    assert_still_serving(p)

@@ -199,5 +199,28 @@ final class FingerprintTests: XCTestCase {
         XCTAssertEqual(off.built, 2)
         XCTAssertEqual(off.count, 0)
     }
+
+    private func effects(_ cache: inout FingerprintCache, _ sql: String) -> Bool {
+        var text = sql
+        return text.withUTF8 { cache.withEffects(utf8: UnsafeRawBufferPointer($0)).mayHaveEffects }
+    }
+
+    func testEffectsScanIsCachedPerShapeWithoutStringsAndRepeatedForTextsWithStrings() {
+        var cache = FingerprintCache(capacity: 100)
+        XCTAssertTrue(effects(&cache, "SET lock_timeout = 5"))
+        XCTAssertTrue(effects(&cache, "set lock_timeout = 7"))
+        XCTAssertFalse(effects(&cache, "SELECT abalance FROM pgbench_accounts WHERE aid = 1"))
+        // Same shape, no strings: the first text's answer (the raw scan would see "set" in the comment).
+        XCTAssertFalse(effects(&cache, "SELECT abalance FROM pgbench_accounts WHERE aid = 2 /* set */"))
+        XCTAssertEqual(cache.built, 2)
+        // A string literal is a placeholder in the shape but is scanned every time.
+        XCTAssertFalse(effects(&cache, "SELECT abalance FROM pgbench_accounts WHERE aid = 'x'"))
+        XCTAssertTrue(effects(&cache, "SELECT abalance FROM pgbench_accounts WHERE aid = 'temp'"))
+        XCTAssertTrue(effects(&cache, "DO $$ BEGIN PERFORM set_config('a', 'b', false); END $$"))
+        XCTAssertFalse(effects(&cache, "DO $$ BEGIN PERFORM 1; END $$"))
+        XCTAssertTrue(effects(&cache, "SELECT x FROM t WHERE y IN ('pg_temp', 'b')"))
+        // Texts the one-pass id leaves out are scanned too.
+        XCTAssertTrue(effects(&cache, "SELECT U&\"\\0073et_config\"('a', 'b', false)"))
+    }
 }
 

@@ -130,10 +130,17 @@ public struct Fingerprint: Hashable, Sendable, CustomStringConvertible {
     /// text. Nil when the text has a non-ASCII word or identifier or a U&"" identifier (their normalised bytes
     /// need decoding): then only the full fingerprint has the id. The hot path looks fingerprints up by it.
     public static func id(utf8 bytes: UnsafeRawBufferPointer) -> UInt64? {
+        onePass(utf8: bytes)?.id
+    }
+
+    /// The one-pass id, and whether the text has a string literal ('...', E'...', $$...$$ and the like): texts
+    /// of one shape without strings differ only in numbers, parameters, spacing, comments and letter case.
+    public static func onePass(utf8 bytes: UnsafeRawBufferPointer) -> (id: UInt64, hasStrings: Bool)? {
         let s = UnsafeBufferPointer(start: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), count: bytes.count)
         var h = NormalizedHash()
         var i = 0
         var pendingSemicolons = 0
+        var hasStrings = false
         while let t = SQLLexer.scan(s, from: i) {
             i = t.range.upperBound
             if t.kind == .semicolon {
@@ -154,12 +161,13 @@ public struct Fingerprint: Hashable, Sendable, CustomStringConvertible {
                     h.byte(b >= 65 && b <= 90 ? b | 0x20 : b)
                 }
                 if t.range.count == 2, s[t.range.lowerBound] | 0x20 == UInt8(ascii: "i"), s[t.range.lowerBound + 1] | 0x20 == UInt8(ascii: "n"),
-                   let close = literalListEnd(s, from: i) {
+                   let (close, strings) = literalListEnd(s, from: i) {
                     // IN (literal, ...): one placeholder, as `normalize` writes it.
                     h.token(UInt8(ascii: "("))
                     h.placeholder()
                     h.token(UInt8(ascii: ")"))
                     i = close
+                    hasStrings = hasStrings || strings
                 }
             case .quotedIdentifier:
                 // The raw content of "..." is the unescaped content with its quotes doubled again.
@@ -172,6 +180,7 @@ public struct Fingerprint: Hashable, Sendable, CustomStringConvertible {
                 }
                 h.byte(UInt8(ascii: "\""))
             case .string, .number, .parameter:
+                if t.kind == .string { hasStrings = true }
                 h.placeholder()
             case .punctuation:
                 h.separate()
@@ -180,16 +189,18 @@ public struct Fingerprint: Hashable, Sendable, CustomStringConvertible {
                 break
             }
         }
-        return h.value
+        return (h.value, hasStrings)
     }
 
-    /// After the word IN at `i`: the index after `( literal [, literal]... )` (as `literalListEnd` on tokens), or nil.
-    private static func literalListEnd(_ s: UnsafeBufferPointer<UInt8>, from start: Int) -> Int? {
+    /// After the word IN at `i`: the index after `( literal [, literal]... )` (as `literalListEnd` on tokens) and
+    /// whether a literal was a string, or nil.
+    private static func literalListEnd(_ s: UnsafeBufferPointer<UInt8>, from start: Int) -> (Int, Bool)? {
         func single(_ t: SQLLexer.RawToken, _ c: Unicode.Scalar) -> Bool {
             t.kind == .punctuation && t.range.count == 1 && s[t.range.lowerBound] == UInt8(ascii: c)
         }
         guard let open = SQLLexer.scan(s, from: start), single(open, "(") else { return nil }
         var i = open.range.upperBound
+        var strings = false
         while true {
             guard var t = SQLLexer.scan(s, from: i) else { return nil }
             i = t.range.upperBound
@@ -198,12 +209,13 @@ public struct Fingerprint: Hashable, Sendable, CustomStringConvertible {
                 i = t.range.upperBound
             }
             switch t.kind {
-            case .string, .number, .parameter: break
+            case .string: strings = true
+            case .number, .parameter: break
             case .word, .quotedIdentifier, .punctuation, .semicolon: return nil
             }
             guard let after = SQLLexer.scan(s, from: i) else { return nil }
             i = after.range.upperBound
-            if single(after, ")") { return i }
+            if single(after, ")") { return (i, strings) }
             guard single(after, ",") else { return nil }
         }
     }

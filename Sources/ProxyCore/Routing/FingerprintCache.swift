@@ -44,7 +44,13 @@ public struct GenerationalCache<Key: Hashable, Value> {
 /// one-pass id leaves out (non-ASCII names, U&"" identifiers) are fingerprinted in full each time.
 /// Not thread-safe: one per event loop.
 public struct FingerprintCache {
-    private var byID: GenerationalCache<UInt64, Fingerprint>
+    /// A statement shape: its fingerprint, and SessionAnalyzer.mayHaveEffects of the first of its texts without
+    /// a string literal that was asked about (such texts differ only in numbers, spacing, comments and case).
+    private struct Entry {
+        var fingerprint: Fingerprint
+        var mayHaveEffects: Bool?
+    }
+    private var byID: GenerationalCache<UInt64, Entry>
     /// How many fingerprints were built in full (misses and texts the one-pass id leaves out).
     public private(set) var built = 0
 
@@ -55,15 +61,41 @@ public struct FingerprintCache {
     public var count: Int { byID.count }
 
     public mutating func of(utf8 bytes: UnsafeRawBufferPointer) -> Fingerprint {
+        entry(utf8: bytes).fingerprint
+    }
+
+    /// The fingerprint, and SessionAnalyzer.mayHaveEffects of the text: cached for shapes without string
+    /// literals (a comment may still make the raw scan say yes for one text and no for another of the shape;
+    /// comments have no effects, so the cached answer is as safe), scanned every time otherwise.
+    public mutating func withEffects(utf8 bytes: UnsafeRawBufferPointer) -> (Fingerprint, mayHaveEffects: Bool) {
+        guard let (id, hasStrings) = Fingerprint.onePass(utf8: bytes) else {
+            built += 1
+            return (Fingerprint.of(utf8: bytes), SessionAnalyzer.mayHaveEffects(bytes))
+        }
+        var e = entry(id: id, utf8: bytes)
+        // A string literal is a placeholder in the shape but may hold anything: this text is scanned.
+        if hasStrings { return (e.fingerprint, SessionAnalyzer.mayHaveEffects(bytes)) }
+        if let known = e.mayHaveEffects { return (e.fingerprint, known) }
+        let scanned = SessionAnalyzer.mayHaveEffects(bytes)
+        e.mayHaveEffects = scanned
+        byID.set(id, e)
+        return (e.fingerprint, scanned)
+    }
+
+    private mutating func entry(utf8 bytes: UnsafeRawBufferPointer) -> Entry {
         guard let id = Fingerprint.id(utf8: bytes) else {
             built += 1
-            return Fingerprint.of(utf8: bytes)
+            return Entry(fingerprint: Fingerprint.of(utf8: bytes))
         }
+        return entry(id: id, utf8: bytes)
+    }
+
+    private mutating func entry(id: UInt64, utf8 bytes: UnsafeRawBufferPointer) -> Entry {
         if let hit = byID.get(id) { return hit }
         built += 1
-        let fingerprint = Fingerprint.of(utf8: bytes)
-        byID.set(id, fingerprint)
-        return fingerprint
+        let fresh = Entry(fingerprint: Fingerprint.of(utf8: bytes))
+        byID.set(id, fresh)
+        return fresh
     }
 
     public mutating func of(_ sql: String) -> Fingerprint {
