@@ -83,7 +83,7 @@ extension ClientConnection {
 
     var authPrefix: [UInt8] {
         _read { if let box = extras { yield box.authPrefix } else { yield [] } }
-        set { more.authPrefix = newValue }
+        set { if !newValue.isEmpty || extras != nil { more.authPrefix = newValue } }
         _modify { let box = more; yield &box.authPrefix }
     }
     var replicaWaitDeadline: Double? {

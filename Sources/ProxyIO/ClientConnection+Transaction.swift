@@ -197,6 +197,9 @@ extension ClientConnection {
     /// Close of a statement, a Sync), then ask for a server if anything else is waiting. Drivers that prepare
     /// synchronously (pgbench -M prepared) would otherwise deadlock behind clients holding every server.
     func idleInput() {
+        // Reading paused for a server's backpressure resumes once no server is attached (a transaction can end,
+        // e.g. a failed COPY, with the server's output still full): nothing else would wake this client.
+        if stream.readingPaused { stream.resumeReading() }
         while case .idle = phase {
             guard let (type, lengthField) = stream.peekHeader() else { return }
             let total = Int(lengthField) + 1

@@ -117,11 +117,11 @@ final class ClientConnection: StreamHandler, Hashable {
     }
 
     func streamWritable(_ stream: Stream) {
+        // Only the first drain after the greeting parks at once (a later one waits for parkAfter).
+        let parkRequested = parkWhenFlushed
+        parkWhenFlushed = false
         if case .active(let server) = phase { return server.resumeFromBackpressure() }
-        if parkWhenFlushed {
-            parkWhenFlushed = false
-            parkNow()
-        }
+        if parkRequested { parkNow() }
     }
 
     func streamEvent(_ stream: Stream, events: Int16) {
@@ -215,7 +215,8 @@ final class ClientConnection: StreamHandler, Hashable {
         // Shared storage with every client of the same startup values: a server set up for one of them is
         // recognised as set up for the next by identity, without comparing the parameters (attach).
         startupParameters = proxy.intern(startupParameters)
-        session.parameters = startupParameters
+        // Without a box the session already is the startup parameters (ClientConnection+Extras.swift).
+        extras?.session.parameters = startupParameters
         if poolMode == .transaction, let cached = proxy.greetings[greetingKey],
            let reported = StartupOptions.greeting(cached: cached, startup: info?.parameters ?? []) {
             // Transaction mode: a server already told us this database's parameters; no server is needed

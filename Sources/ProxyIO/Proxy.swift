@@ -601,12 +601,13 @@ public final class Proxy {
         config = next
         secrets = nextSecrets
         (clientTLS, serverTLSContexts) = nextTLS
-        logTLS()
+        if announce { logTLS() }
         scramCache.removeAll()
         logger.logLevel = Logger.Level(rawValue: next.proxy.logLevel.rawValue) ?? .info
         querySampler = Self.sampler(next)
         if Self.statsSettings(next) != Self.statsSettings(old) {
             stats = StatsRegistry(settings: Self.statsSettings(next), now: monotonicNow(), collector: workers.collector)
+            nextSummary = Self.nextBoundary(after: monotonicNow(), period: next.proxy.statsPeriod)
             if announce { logger.notice("stats settings changed: statistics restart") }
         }
         backends.reconfigure(Self.backendList(next))

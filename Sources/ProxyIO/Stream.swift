@@ -30,7 +30,6 @@ private let socketReadCallback: event_callback_fn = { _, _, ctx in
     Unmanaged<Stream>.fromOpaque(ctx!).takeUnretainedValue().readSocket()
 }
 
-
 /// Output above this pauses the source (backpressure); the source resumes when output drains below `resumeBytes`.
 let pauseBytes = 512 * 1024
 let resumeBytes = 128 * 1024
@@ -98,7 +97,7 @@ final class Stream {
         get { tls?.description }
         set { tlsState.description = newValue }
     }
-    /// While parked (see `park()`): the bare read event standing in for the bufferevent.
+    /// Parked (see `park()`): no bufferevent; the read event waits on the socket.
     fileprivate var parked = false
 
     /// The loop this stream lives on (it outlives every stream).
@@ -353,6 +352,8 @@ final class Stream {
         if let readEvent { event_del(readEvent) }
         if let bev { bufferevent_disable(bev, Int16(EV_READ)) }
     }
+    var readingPaused: Bool { readPaused }
+
     func resumeReading() {
         readPaused = false
         if readEvent != nil { return startReading() }
@@ -413,7 +414,7 @@ extension Stream {
     /// stream's own read event goes on waiting on the socket: an idle client then costs about a kilobyte less.
     /// Data, EOF, or any use of the stream brings a bufferevent back (`unpark`). False when it cannot park.
     func park() -> Bool {
-        guard let bev, !parked, readEvent != nil, !readPaused, !awaitingConnect, !isClosed, !closingAfterFlush,
+        guard let bev, !parked, let readEvent, event_pending(readEvent, Int16(EV_READ), nil) != 0, !isClosed, !closingAfterFlush,
               !settingUpTLS, evbuffer_get_length(input) == 0, evbuffer_get_length(output) == 0 else { return false }
         guard case .none = tlsPhase else { return false }
         bufferevent_setfd(bev, -1)
@@ -467,7 +468,6 @@ extension Stream {
     /// owns the SSL and the socket (BEV_OPT_CLOSE_ON_FREE frees both); the old one lets go of the socket first.
     private func swapToOpenSSL() {
         guard case .awaitingFlush(let ssl, let accepting) = tlsPhase, let old = bev else { return }
-        let fd = bufferevent_getfd(old)
         let state = accepting ? BUFFEREVENT_SSL_ACCEPTING : BUFFEREVENT_SSL_CONNECTING
         guard let tlsBev = bufferevent_openssl_socket_new(bufferevent_get_base(old), fd, ssl, state,
                                                           Int32(BEV_OPT_CLOSE_ON_FREE.rawValue)) else {
