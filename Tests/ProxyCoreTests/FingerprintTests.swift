@@ -222,5 +222,27 @@ final class FingerprintTests: XCTestCase {
         // Texts the one-pass id leaves out are scanned too.
         XCTAssertTrue(effects(&cache, "SELECT U&\"\\0073et_config\"('a', 'b', false)"))
     }
+
+    private func pass(_ sql: String) -> (id: UInt64, check: UInt64, hasStrings: Bool)? {
+        var text = sql
+        return text.withUTF8 { Fingerprint.onePass(utf8: UnsafeRawBufferPointer($0)) }
+    }
+
+    func testOnePassCheckHashFollowsTheShapeAndStringsAreNoticed() {
+        let a = pass("SELECT x FROM t WHERE id = 1")!
+        let b = pass("select x  from t where id = 99 -- comment")!
+        XCTAssertEqual(a.id, b.id)
+        XCTAssertEqual(a.check, b.check)
+        XCTAssertNotEqual(a.check, pass("SELECT y FROM t WHERE id = 1")!.check)
+        // The check covers every normalised byte, across its 8-byte words and the length.
+        XCTAssertNotEqual(pass("select abcdefg")!.check, pass("select abcdefgh")!.check)
+        XCTAssertNotEqual(pass("select abcdefgh")!.check, pass("select abcdefghi")!.check)
+        XCTAssertNotEqual(pass("a")!.check, pass("a b")!.check)
+        XCTAssertFalse(a.hasStrings)
+        XCTAssertTrue(pass("SELECT x FROM t WHERE id = 'a'")!.hasStrings)
+        XCTAssertTrue(pass("SELECT x FROM t WHERE id IN (1, 'b')")!.hasStrings)
+        XCTAssertTrue(pass("DO $$ BEGIN END $$")!.hasStrings)
+        XCTAssertFalse(pass("SELECT x FROM t WHERE id IN (1, 2, $3)")!.hasStrings)
+    }
 }
 

@@ -133,9 +133,11 @@ public struct Fingerprint: Hashable, Sendable, CustomStringConvertible {
         onePass(utf8: bytes)?.id
     }
 
-    /// The one-pass id, and whether the text has a string literal ('...', E'...', $$...$$ and the like): texts
-    /// of one shape without strings differ only in numbers, parameters, spacing, comments and letter case.
-    public static func onePass(utf8 bytes: UnsafeRawBufferPointer) -> (id: UInt64, hasStrings: Bool)? {
+    /// The one-pass id; `check`, a second hash of the same normalised bytes keyed per process, so that a cache
+    /// keyed by both is not fooled by a collision crafted for FNV-1a's public constants; and whether the
+    /// text has a string literal ('...', E'...', $$...$$ and the like): texts of one shape without strings
+    /// differ only in numbers, parameters, spacing, comments and letter case.
+    public static func onePass(utf8 bytes: UnsafeRawBufferPointer) -> (id: UInt64, check: UInt64, hasStrings: Bool)? {
         let s = UnsafeBufferPointer(start: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), count: bytes.count)
         var h = NormalizedHash()
         var i = 0
@@ -189,7 +191,7 @@ public struct Fingerprint: Hashable, Sendable, CustomStringConvertible {
                 break
             }
         }
-        return (h.value, hasStrings)
+        return (h.value, h.check, hasStrings)
     }
 
     /// After the word IN at `i`: the index after `( literal [, literal]... )` (as `literalListEnd` on tokens) and
@@ -220,16 +222,28 @@ public struct Fingerprint: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
-    /// FNV-1a over the normalised bytes as `normalize` would write them.
+    /// The per-process key of the check hash (random basis, random odd multiplier).
+    static let checkKey: (basis: UInt64, multiplier: UInt64) = {
+        var rng = SystemRandomNumberGenerator()
+        return (rng.next(), rng.next() | 1)
+    }()
+
+    /// FNV-1a over the normalised bytes as `normalize` would write them, and the keyed check hash.
     private struct NormalizedHash {
         var value: UInt64 = 0xcbf2_9ce4_8422_2325
         var started = false
         var placeholders = 0
+        /// The check hash: the same multiply-xor chain with a basis and an odd multiplier drawn at random per
+        /// process (`checkKey`), so a collision crafted for FNV-1a's public constants does not carry over.
+        var check = Fingerprint.checkKey.basis
+        let checkMultiplier = Fingerprint.checkKey.multiplier
 
         @inline(__always)
         mutating func byte(_ b: UInt8) {
             value ^= UInt64(b)
             value = value &* 0x0000_0100_0000_01b3
+            check ^= UInt64(b)
+            check = check &* checkMultiplier
         }
 
         /// The space between tokens.

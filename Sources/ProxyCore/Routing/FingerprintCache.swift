@@ -39,7 +39,7 @@ public struct GenerationalCache<Key: Hashable, Value> {
     }
 }
 
-/// Fingerprints by one-pass id: a text whose statement shape was seen before gets the same Fingerprint value
+/// Fingerprints by one-pass id (and its keyed check hash): a text whose statement shape was seen before gets the same Fingerprint value
 /// back (its normalised text shared, so comparing it with a stats row's key is a pointer check). Texts the
 /// one-pass id leaves out (non-ASCII names, U&"" identifiers) are fingerprinted in full each time.
 /// Not thread-safe: one per event loop.
@@ -50,7 +50,12 @@ public struct FingerprintCache {
         var fingerprint: Fingerprint
         var mayHaveEffects: Bool?
     }
-    private var byID: GenerationalCache<UInt64, Entry>
+    /// The one-pass id and its keyed check: a shape is found only when both match.
+    private struct Key: Hashable {
+        var id: UInt64
+        var check: UInt64
+    }
+    private var byID: GenerationalCache<Key, Entry>
     /// How many fingerprints were built in full (misses and texts the one-pass id leaves out).
     public private(set) var built = 0
 
@@ -68,33 +73,34 @@ public struct FingerprintCache {
     /// literals (a comment may still make the raw scan say yes for one text and no for another of the shape;
     /// comments have no effects, so the cached answer is as safe), scanned every time otherwise.
     public mutating func withEffects(utf8 bytes: UnsafeRawBufferPointer) -> (Fingerprint, mayHaveEffects: Bool) {
-        guard let (id, hasStrings) = Fingerprint.onePass(utf8: bytes) else {
+        guard let (id, check, hasStrings) = Fingerprint.onePass(utf8: bytes) else {
             built += 1
             return (Fingerprint.of(utf8: bytes), SessionAnalyzer.mayHaveEffects(bytes))
         }
-        var e = entry(id: id, utf8: bytes)
+        let key = Key(id: id, check: check)
+        var e = entry(key, utf8: bytes)
         // A string literal is a placeholder in the shape but may hold anything: this text is scanned.
         if hasStrings { return (e.fingerprint, SessionAnalyzer.mayHaveEffects(bytes)) }
         if let known = e.mayHaveEffects { return (e.fingerprint, known) }
         let scanned = SessionAnalyzer.mayHaveEffects(bytes)
         e.mayHaveEffects = scanned
-        byID.set(id, e)
+        byID.set(key, e)
         return (e.fingerprint, scanned)
     }
 
     private mutating func entry(utf8 bytes: UnsafeRawBufferPointer) -> Entry {
-        guard let id = Fingerprint.id(utf8: bytes) else {
+        guard let (id, check, _) = Fingerprint.onePass(utf8: bytes) else {
             built += 1
             return Entry(fingerprint: Fingerprint.of(utf8: bytes))
         }
-        return entry(id: id, utf8: bytes)
+        return entry(Key(id: id, check: check), utf8: bytes)
     }
 
-    private mutating func entry(id: UInt64, utf8 bytes: UnsafeRawBufferPointer) -> Entry {
-        if let hit = byID.get(id) { return hit }
+    private mutating func entry(_ key: Key, utf8 bytes: UnsafeRawBufferPointer) -> Entry {
+        if let hit = byID.get(key) { return hit }
         built += 1
         let fresh = Entry(fingerprint: Fingerprint.of(utf8: bytes))
-        byID.set(id, fresh)
+        byID.set(key, fresh)
         return fresh
     }
 
