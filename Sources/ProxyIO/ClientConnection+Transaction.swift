@@ -38,11 +38,9 @@ extension ClientConnection {
                     let effects: Bool
                     if let routed = routedQueryFingerprint {
                         fingerprint = routed
-                        effects = stream.withContiguousInput(total) { SessionAnalyzer.mayHaveEffects(UnsafeRawBufferPointer(rebasing: $0[5...])) }
+                        effects = withQueryText(total: total) { SessionAnalyzer.mayHaveEffects($0) }
                     } else {
-                        (fingerprint, effects) = stream.withContiguousInput(total) { bytes in
-                            proxy.classifier.fingerprints.withEffects(utf8: UnsafeRawBufferPointer(rebasing: bytes[5..<max(5, total - 1)]))
-                        }
+                        (fingerprint, effects) = withQueryText(total: total) { proxy.classifier.fingerprints.withEffects(utf8: $0) }
                     }
                     if effects { noteEffects(ofQueryPayload: stream.peek(max: total).dropFirst(5), server: server) }
                     // A lone read on a replica outside a transaction may be retried on the primary (safety net).
@@ -266,9 +264,13 @@ extension ClientConnection {
     /// The fingerprint of the whole Query message of `total` bytes at the front of the input (stats and the
     /// query log group statements by it).
     func queryFingerprint(total: Int) -> Fingerprint {
-        stream.withContiguousInput(total) { bytes in
-            proxy.classifier.fingerprints.of(utf8: UnsafeRawBufferPointer(rebasing: bytes[5..<max(5, total - 1)]))
-        }
+        withQueryText(total: total) { proxy.classifier.fingerprints.of(utf8: $0) }
+    }
+
+    /// The text of the Query message of `total` bytes at the front of the input: after the 5-byte header,
+    /// without the terminating NUL (an empty or unterminated Query gives what is there, never a bad range).
+    func withQueryText<R>(total: Int, _ body: (UnsafeRawBufferPointer) -> R) -> R {
+        stream.withContiguousInput(total) { bytes in body(UnsafeRawBufferPointer(rebasing: bytes[5..<max(5, total - 1)])) }
     }
 
     private func noteEffects(ofQueryPayload payload: ArraySlice<UInt8>, server: ServerConnection) {
