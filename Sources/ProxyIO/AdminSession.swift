@@ -150,6 +150,7 @@ extension Proxy {
             var server: ServerConnection?
             if case .settingUp(let s) = c.phase { server = s }
             if case .active(let s) = c.phase { server = s }
+            if case .riding(let s) = c.phase { server = s }
             let waited: Double
             if case .waitingForServer = c.phase { waited = now - c.waitingSince } else { waited = 0 }
             let appName = c.applicationName
@@ -188,6 +189,7 @@ extension Proxy {
                 clActive: clients.filter { c in
                     if c.pool === pool, case .active = c.phase { return true }
                     if c.pool === pool, case .settingUp = c.phase { return true }
+                    if c.pool === pool, case .riding = c.phase { return true }
                     return false
                 }.count,
                 clWaiting: waiting.count, svActive: active, svIdle: pool.machine.idle.count, svLogin: login,

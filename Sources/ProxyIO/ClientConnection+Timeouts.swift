@@ -12,7 +12,7 @@ extension ClientConnection {
     var canCloseForShutdown: Bool {
         switch phase {
         case .startup, .idle, .admin, .waitingForServer, .closed: return true
-        case .settingUp: return false
+        case .settingUp, .riding: return false
         case .active(let server):
             return server.pendingReady == 0 && server.transactionStatus == .idle && remaining == 0 && !server.unsynced
         }
@@ -28,7 +28,8 @@ extension ClientConnection {
             if server.pendingReady > 0 { return .running(since: server.requestSince, cancelSentAt: server.cancelSentAt) }
             if remaining > 0 || stream.inputLength > 0 { return .untimed }
             return server.transactionStatus == .idle ? .idle(since: server.readySince) : .idleInTransaction(since: server.readySince)
-        case .settingUp, .admin, .closed: return .untimed
+        // A rider's statement is timed once it starts (when it becomes the server's attached client).
+        case .settingUp, .riding, .admin, .closed: return .untimed
         }
     }
 

@@ -17,9 +17,13 @@ extension ClientConnection {
                 guard forwardOwedBytes(to: server) else { break }
                 continue
             }
+            // Riders' statements follow this client's on the server: what it sends next waits until its
+            // transaction is over (then it goes to a server like any other batch).
+            if !server.riders.isEmpty { break }
             guard let header = peekFrameHeader(maxLength: maxLength) else { break }
             let (type, lengthField, total) = (header.type, Int32(header.length), header.totalLength)
             let small = total <= inspectLimit
+            server.boardable = false
             if server.tracker.isSkippingUntilSync && type != FrontendMessageID.sync.rawValue && type != FrontendMessageID.terminate.rawValue {
                 // The server ignores everything until Sync after an error: forward as is, change nothing.
                 remaining = total
@@ -50,7 +54,9 @@ extension ClientConnection {
                     case .replica: onReplica = true
                     case .auto: onReplica = proxy.backends.status(server.backend.name)?.isPrimary == false
                     }
-                    server.retryableQuery = onReplica && server.tracker.isEmpty && server.transactionStatus == .idle ? stream.peek(max: total) : nil
+                    let lone = server.tracker.isEmpty && server.transactionStatus == .idle && stream.inputLength == total
+                    server.retryableQuery = onReplica && lone ? stream.peek(max: total) : nil
+                    if lone && !effects { offerPipeline(on: server, fingerprint: fingerprint, total: total) }
                     server.requestSent(fingerprint)
                     routedQueryFingerprint = nil
                 } else {
@@ -189,6 +195,17 @@ extension ClientConnection {
             stream.pauseReading()
             out.setWriteLowWatermark(resumeBytes)
         }
+    }
+
+    /// A lone autocommit read is going to `server`: other clients' lone reads may ride behind it
+    /// (ServerConnection+Pipeline.swift).
+    private func offerPipeline(on server: ServerConnection, fingerprint: Fingerprint, total: Int) {
+        guard proxy.config.proxy.serverPipelineDepth > 1, total <= loneReadLimit, pendingEffects.isEmpty, !sessionIsPinned,
+              !routedWrite,
+              withQueryText(total: total, { proxy.classifier.isPlainRead(fingerprint, utf8: $0) })
+        else { return }
+        server.boardable = true
+        server.pool.boarding = server
     }
 
     /// Transaction mode, no server: answer what needs no server (a Parse of a statement known to be good, a

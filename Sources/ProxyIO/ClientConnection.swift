@@ -16,6 +16,9 @@ final class ClientConnection: StreamHandler, Hashable {
         case waitingForServer
         case settingUp(ServerConnection)
         case active(ServerConnection)
+        /// Transaction mode: its lone read was sent behind another client's on this server; it becomes the
+        /// server's attached client (`.active`) when the statements before it are done.
+        case riding(ServerConnection)
         case closed
     }
 
@@ -96,7 +99,7 @@ final class ClientConnection: StreamHandler, Hashable {
         case .startup: return "login"
         case .idle, .admin, .closed: return "idle"
         case .waitingForServer: return "waiting"
-        case .settingUp, .active: return "active"
+        case .settingUp, .active, .riding: return "active"
         }
     }
 
@@ -110,8 +113,9 @@ final class ClientConnection: StreamHandler, Hashable {
         case .active: relayToServer()
         case .idle: idleInput()
         case .admin: readAdmin()
-        case .waitingForServer, .settingUp, .closed:
-            // Bytes sent before the login completes stay buffered until a server is attached.
+        case .waitingForServer, .settingUp, .riding, .closed:
+            // Bytes sent before the login completes stay buffered until a server is attached (a rider's until
+            // its statement is done).
             break
         }
     }
@@ -270,6 +274,7 @@ final class ClientConnection: StreamHandler, Hashable {
             return
         }
         var (request, preference) = greeted && poolMode == .transaction ? pendingRoute() : (greeted || poolMode == .session ? .write : .read, .auto)
+        let retrying = forcePrimary
         if forcePrimary {
             forcePrimary = false
             preference = .primary
@@ -299,6 +304,8 @@ final class ClientConnection: StreamHandler, Hashable {
             // Read-your-writes matters only when there are replicas to read from.
             routedWrite = request == .write && !proxy.config.replicas.isEmpty
             self.pool = pool
+            // A lone autocommit read may go behind another client's on a busy server (the shared pipeline).
+            if greeted && poolMode == .transaction && !retrying && pool.boarding != nil && rideIfPossible(pool) { return }
             phase = .waitingForServer
             waitingSince = now
             pool.request(for: self)
@@ -326,7 +333,7 @@ final class ClientConnection: StreamHandler, Hashable {
         if let server, case .active(let current) = phase, current === server {
             server.retryableQuery = nil
             phase = .idle
-            server.goIdle()
+            server.clientDone()
         } else if case .active = phase {
             phase = .idle
         }
@@ -473,7 +480,7 @@ final class ClientConnection: StreamHandler, Hashable {
         }
         phase = .idle
         idleSince = monotonicNow()
-        server.goIdle()
+        server.clientDone()
         idleInput()
     }
 
@@ -642,6 +649,9 @@ final class ClientConnection: StreamHandler, Hashable {
             pool?.cancelWait(self)
             proxy.waitingForReplica.remove(self)
             proxy.pausedClients.remove(self)
+        case .riding:
+            // Its statement is on the server already: the reply is read and dropped when it comes.
+            break
         case .startup, .idle, .admin, .closed:
             break
         }

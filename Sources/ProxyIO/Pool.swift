@@ -22,6 +22,9 @@ final class Pool {
     private var slotsHeld = 0
     /// Whether this worker asked Workers to be woken when a slot of `key` frees up.
     private var wantsSlot = false
+    /// The server that last began a lone autocommit read: another client's lone read may ride it
+    /// (ServerConnection+Pipeline.swift).
+    var boarding: ServerConnection?
 
     init(proxy: Proxy, database: String, user: String, backend: BackendConfig, size: Int) {
         self.proxy = proxy

@@ -470,13 +470,17 @@ public final class Proxy {
             logger.info("cancel request with unknown key ignored")
             return
         }
+        if case .riding(let server) = client.phase {
+            // Its statement has not started: the cancel goes when it does.
+            return server.cancelWhenStarted(client)
+        }
         guard case .active(let server) = client.phase else { return }
         logger.info("forwarding cancel", metadata: ["client": "\(client.label)", "server": "\(server.label)"])
         sendCancel(to: server)
     }
 
     /// A CancelRequest with the server's real key, on a connection of its own.
-    private func sendCancel(to server: ServerConnection) {
+    func sendCancel(to server: ServerConnection) {
         if let f = CancelForwarder(proxy: self, address: server.address, tls: serverTLS(for: server.backend),
                                    processID: server.processID, secretKey: server.secretKey) {
             cancelForwarders.insert(f)

@@ -6,6 +6,8 @@ import ProxyCore
 extension ServerConnection {
     /// The client is done with this server: reset and reuse it when clean, close it otherwise.
     func release() {
+        // Riders wait behind the leaving client's requests: the server stays theirs.
+        if attachedClientLeft() { return }
         client = nil
         guard case .active = phase, isClean, !stream.isClosed else {
             return close(reason: "client left mid-query or mid-transaction")
@@ -64,6 +66,8 @@ extension ServerConnection {
         phase = .closed
         client = nil
         lent = false
+        if pool.boarding === self { pool.boarding = nil }
+        failRiders(reason)
         if wasLoggedIn && !stream.isClosed { stream.write(ProxyMessages.terminate()) }
         stream.closeAfterFlush()
         if wasLoggedIn { pool.serverClosed(self) } else { pool.serverFailed(self, error: nil) }

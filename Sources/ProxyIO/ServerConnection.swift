@@ -65,6 +65,17 @@ final class ServerConnection: StreamHandler, Hashable {
     /// Look at CommandComplete tags (only while the client has session effects waiting for commit).
     var watchCommandTags = false
 
+    // Shared pipeline (ServerConnection+Pipeline.swift).
+    /// Clients whose lone reads were sent behind the attached client's requests, oldest first (strong: one that
+    /// left still owns its reply until it is read).
+    var riders: [ClientConnection] = []
+    /// Everything in flight here is lone autocommit reads: another may be sent behind them.
+    var boardable = false
+    /// The attached client left while riders waited behind it (its replies are dropped); kept alive until done.
+    var departed: ClientConnection?
+    /// Riders that asked to cancel before their statement started.
+    var cancelsOnStart: [ClientConnection] = []
+
     // Relay state: bytes still to forward of the current server message.
     private var remaining = 0
     /// ReadyForQuery messages owed by the server (one per Query, Sync, FunctionCall the client sent).
@@ -134,7 +145,7 @@ final class ServerConnection: StreamHandler, Hashable {
     /// True when nothing is in flight and no transaction is open: safe to reset and reuse.
     var isClean: Bool {
         pendingReady == 0 && !unsynced && transactionStatus == .idle && remaining == 0 && stream.inputLength == 0
-            && (!tracking || tracker.isEmpty)
+            && (!tracking || tracker.isEmpty) && riders.isEmpty && departed == nil
     }
 
     // MARK: StreamHandler
@@ -308,6 +319,9 @@ final class ServerConnection: StreamHandler, Hashable {
     /// Back to the pool's idle list.
     func goIdle() {
         lent = false
+        boardable = false
+        departed = nil
+        if pool.boarding === self { pool.boarding = nil }
         batchFailed = false
         parsedSinceReady.removeAll()
         phase = .idle
@@ -350,19 +364,22 @@ final class ServerConnection: StreamHandler, Hashable {
     /// Moves server messages to the client. Looks inside only ReadyForQuery and ParameterStatus, and in
     /// transaction mode consults the response tracker at each message boundary (and reads errors whole).
     func relayToClient() {
-        guard let client, !client.stream.isClosed else { return }
+        guard let client else { return }
+        // A client that left while others rode behind it: its replies are read and dropped.
+        let discard = departed != nil
+        guard discard || !client.stream.isClosed else { return }
         let out = client.stream
         let maxLength = proxy.config.proxy.maxPacketSize
         while true {
             if remaining > 0 {
-                let moved = dropping ? drainInput(remaining) : stream.move(upTo: remaining, to: out)
+                let moved = dropping || discard ? drainInput(remaining) : stream.move(upTo: remaining, to: out)
                 if moved <= 0 { break }
                 remaining -= moved
                 bytesOut &+= moved
                 if remaining == 0 && releaseAfterMessage {
                     releaseAfterMessage = false
-                    client.transactionEnded(on: self)
-                    return
+                    if discard { clientDone() } else { client.transactionEnded(on: self) }
+                    return relayToNextRider(after: client)
                 }
                 continue
             }
@@ -382,8 +399,8 @@ final class ServerConnection: StreamHandler, Hashable {
                 transactionStatus = .idle
                 requestError = nil
                 requestAnswered()
-                client.retryOnPrimary(query, from: self, misroutedOn: backend.name)
-                return
+                if discard { clientDone() } else { client.retryOnPrimary(query, from: self, misroutedOn: backend.name) }
+                return relayToNextRider(after: client)
             case BackendMessageID.errorResponse.rawValue where retryableQuery != nil && total <= 65_536:
                 guard stream.inputLength >= total else { return }
                 let fields = ErrorFields(payload: Array(stream.peek(max: total).dropFirst(5)))
@@ -408,7 +425,8 @@ final class ServerConnection: StreamHandler, Hashable {
                     if !batchFailed { proxy.markStatementsValid(parsedSinceReady) }
                     batchFailed = false
                     parsedSinceReady.removeAll(keepingCapacity: true)
-                    if transactionStatus == .idle && tracker.pendingSyncs <= 1 && !unsynced { releaseAfterMessage = true }
+                    // Riders' statements still owed come after this client's (one ReadyForQuery each).
+                    if transactionStatus == .idle && tracker.pendingSyncs <= 1 + riders.count && !unsynced { releaseAfterMessage = true }
                 }
             case BackendMessageID.parameterStatus.rawValue:
                 guard stream.inputLength >= total else { return }
@@ -446,7 +464,7 @@ final class ServerConnection: StreamHandler, Hashable {
                         markStale(id)
                     }
                 }
-                if !dropping, replacedTimeoutError(total: total, out: out) { continue }
+                if !dropping, !discard, replacedTimeoutError(total: total, out: out) { continue }
                 remaining = total
                 continue
             case BackendMessageID.commandComplete.rawValue:
@@ -486,16 +504,21 @@ final class ServerConnection: StreamHandler, Hashable {
                 if !step.emitBefore.isEmpty { out.write(step.emitBefore) }
                 dropping = !step.forward
             }
-            if type == BackendMessageID.errorResponse.rawValue, !dropping, replacedTimeoutError(total: total, out: out) { continue }
+            if type == BackendMessageID.errorResponse.rawValue, !dropping, !discard, replacedTimeoutError(total: total, out: out) { continue }
             remaining = total
         }
-        if out.outputLength > pauseBytes {
+        if !discard && out.outputLength > pauseBytes {
             stream.pauseReading()
             out.setWriteLowWatermark(resumeBytes)
         }
     }
 
     private var dropping = false
+
+    /// After the attached client was done: when a rider took its place, relay the rider's reply already buffered.
+    private func relayToNextRider(after previous: ClientConnection) {
+        if case .active = phase, let next = client, next !== previous, stream.inputLength > 0 { relayToClient() }
+    }
 
     /// The client sent a Query, Sync or FunctionCall: one more ReadyForQuery is owed. `fingerprint` is the
     /// statement's (nil when unknown: too large, a function call).

@@ -223,6 +223,9 @@ public struct ProxySettings: Equatable, Sendable {
     public var minPoolSize: Int = 0
     /// Protocol-level prepared statements kept per server connection (transaction mode), least recently used evicted.
     public var maxPreparedStatements: Int = 200
+    /// Transaction mode: clients whose lone autocommit reads may be in flight on one server connection at once
+    /// (the first one's and the ones sent behind it); 1 gives each statement a server of its own.
+    public var serverPipelineDepth: Int = 4
     /// Seconds an idle server connection may stay open (above min_pool_size); 0 keeps it.
     public var serverIdleTimeout: Double = 600
     /// Seconds after which a server connection is closed when next idle; 0 keeps it.

@@ -123,6 +123,8 @@ public enum ConfigKeys {
                "Server connections kept open (warm) per user/database pair, even without clients."),
         .proxy("max_prepared_statements", \.maxPreparedStatements, .integer(min: 1),
                "Transaction mode: protocol-level prepared statements kept per server connection; the least recently used is closed beyond it."),
+        .proxy("server_pipeline_depth", \.serverPipelineDepth, .integer(min: 1),
+               "Transaction mode: a client's lone autocommit read may be sent behind another client's on a busy server connection (same backend and session settings), up to this many clients per connection; 1 turns it off."),
         .proxy("server_idle_timeout", \.serverIdleTimeout, .duration,
                "An idle server connection above min_pool_size is closed after this long; 0 keeps it."),
         .proxy("server_lifetime", \.serverLifetime, .duration,

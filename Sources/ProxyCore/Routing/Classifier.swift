@@ -96,14 +96,27 @@ public final class Classifier: @unchecked Sendable {
         }
         let key = fingerprints.of(sql)
         lastFingerprint = key
+        return cachedVerdict(key) { sql }
+    }
+
+    private func cachedVerdict(_ key: Fingerprint, _ sql: () -> String) -> Verdict {
         if let hit = verdicts.get(key) {
             cacheHits += 1
             return hit
         }
         parseCount += 1
-        let fresh = verdict(parsing: sql)
+        let fresh = verdict(parsing: sql())
         if fresh.cacheable { verdicts.set(key, fresh) }
         return fresh
+    }
+
+    /// Whether a Query text, whose fingerprint the caller has, is reads only and no transaction control (hints
+    /// aside): a statement that runs as a transaction of its own and changes nothing, so it may be sent behind
+    /// another client's on a server connection. From the verdict cache; a miss parses once.
+    public func isPlainRead(_ fingerprint: Fingerprint, utf8 bytes: UnsafeRawBufferPointer) -> Bool {
+        let c = (verdicts.isEnabled ? cachedVerdict(fingerprint) { String(decoding: bytes, as: UTF8.self) }
+                                    : verdict(parsing: String(decoding: bytes, as: UTF8.self))).classification
+        return c.route == .replica && c.transaction == nil
     }
 
     private static func apply(_ hint: RouteHint?, to verdict: Verdict) -> Classification {

@@ -11,6 +11,7 @@ enum SwitchyardMetric {
     static let backendErrors = make("backend_errors", "total", "Statements that failed per backend (errors and timeouts).")
     static let backendTimeouts = make("backend_statement_timeouts", "total", "Statements cancelled by the proxy's statement timeout.")
     static let backendMisroutes = make("backend_misroutes", "total", "Statements sent to a backend that had to run elsewhere.")
+    static let backendPipelined = make("backend_pipelined_queries", "total", "Lone reads sent behind another client's statement on a busy server connection (server_pipeline_depth).")
     static let fingerprintEvictions = make("stats_fingerprints_evicted", "total", "Query fingerprints dropped from the stats because stats_max_fingerprints was reached.")
     static let clientConnections = make("client_connections", "", "Client connections by state.")
     static let serverConnections = make("server_connections", "", "Server connections by backend and state.")
@@ -35,6 +36,7 @@ struct BackendMetrics: Sendable {
     let errors: Counter
     let timeouts: Counter
     let misroutes: Counter
+    let pipelined: Counter
 
     init(collector: PrometheusCollectorRegistry, name: String, role: BackendRole) {
         let labels = [("backend", name), ("role", role.rawValue)]
@@ -44,6 +46,7 @@ struct BackendMetrics: Sendable {
         errors = collector.makeCounter(descriptor: SwitchyardMetric.backendErrors, labels: labels)
         timeouts = collector.makeCounter(descriptor: SwitchyardMetric.backendTimeouts, labels: labels)
         misroutes = collector.makeCounter(descriptor: SwitchyardMetric.backendMisroutes, labels: labels)
+        pipelined = collector.makeCounter(descriptor: SwitchyardMetric.backendPipelined, labels: labels)
     }
 
     func record(micros: UInt64, outcome: StatementSample.Outcome) {

@@ -276,6 +276,12 @@ public struct StatsRegistry: Sendable {
         backends.rows[b].metrics.misroutes.increment()
     }
 
+    /// A lone read went behind another client's statement on a server of `backend` (the shared pipeline).
+    public mutating func recordPipelined(backend: String, role: BackendRole, now: Double) {
+        let b = backendPosition(BackendKey(name: backend, role: role), epoch: periodEpoch(now))
+        backends.rows[b].metrics.pipelined.increment()
+    }
+
     // MARK: Merging
 
     /// Adds another worker's statistics (same settings, same clock). Prometheus series are not touched: they are

@@ -1,0 +1,121 @@
+// Shared pipeline (server_pipeline_depth, transaction mode): while a server connection runs one client's lone
+// autocommit read, other clients' lone reads for the same backend and session settings are sent behind it
+// instead of each taking a server of their own. Postgres answers them in order, each ending with its
+// ReadyForQuery; the relay hands the connection to the next client ("rider") at each one. Fewer server
+// connections are woken, and one write carries several statements when they arrive in one loop turn.
+//
+// A rider's statement runs when the ones before it are done; its statement timeout starts then. A cancel
+// request for a rider whose statement has not started yet is sent when it starts, unless other riders follow
+// it (a late cancel could then reach their statement): it is dropped, and logged.
+import PGWire
+import ProxyCore
+
+extension ServerConnection {
+    /// Whether `rider`'s lone read may be sent behind what is in flight here now.
+    func accepts(_ rider: ClientConnection) -> Bool {
+        guard boardable, case .active = phase, client != nil, departed == nil, cancelSentAt == nil, !stream.isClosed,
+              riders.count + 1 < proxy.config.proxy.serverPipelineDepth
+        else { return false }
+        return sessionParams == rider.sessionParameters
+    }
+
+    /// Sends `rider`'s Query (`total` bytes at the front of its input) behind the requests in flight.
+    func board(_ rider: ClientConnection, total: Int, fingerprint: Fingerprint) {
+        riders.append(rider)
+        let moved = rider.stream.move(upTo: total, to: stream)
+        bytesIn &+= moved
+        requestSent(fingerprint)
+        tracker.sent(.query)
+        proxy.stats.recordPipelined(backend: backend.name, role: proxy.role(of: backend), now: monotonicNow())
+    }
+
+    /// The attached client is done with this server: the next rider becomes the attached client (its reply is
+    /// next in the input), or the server goes back to the pool.
+    func clientDone() {
+        departed = nil
+        transactionFailed = false
+        watchCommandTags = false
+        guard !riders.isEmpty else { return goIdle() }
+        let next = riders.removeFirst()
+        client = next
+        let cancelAsked = cancelsOnStart.firstIndex(where: { $0 === next }).map { cancelsOnStart.remove(at: $0) } != nil
+        guard case .riding(let on) = next.phase, on === self else {
+            // It left while riding: its reply is read and dropped.
+            departed = next
+            return
+        }
+        next.phase = .active(self)
+        waitMicros = Int(max(0, monotonicNow() - next.waitingSince) * 1e6)
+        if cancelAsked {
+            if riders.isEmpty {
+                proxy.logger.info("forwarding cancel", metadata: ["client": "\(next.label)", "server": "\(label)"])
+                proxy.sendCancel(to: self)
+            } else {
+                proxy.logger.info("cancel request dropped: other clients' statements follow on the server",
+                                  metadata: ["client": "\(next.label)", "server": "\(label)"])
+            }
+        }
+        // Anything it sent meanwhile goes out when nobody rides behind it.
+        if riders.isEmpty && next.stream.inputLength > 0 { next.relayToServer() }
+    }
+
+    /// The attached client left while riders wait behind its requests: its replies are dropped, theirs still
+    /// reach them. False when no rider waits (the caller releases or closes the server as usual).
+    func attachedClientLeft() -> Bool {
+        guard !riders.isEmpty, let leaving = client, case .active = phase, !stream.isClosed else { return false }
+        departed = leaving
+        return true
+    }
+
+    /// A cancel request from a rider whose statement has not started: sent when it does (see clientDone).
+    func cancelWhenStarted(_ rider: ClientConnection) {
+        if !cancelsOnStart.contains(where: { $0 === rider }) { cancelsOnStart.append(rider) }
+    }
+
+    /// The connection is closing: riders get the error the attached client gets.
+    func failRiders(_ why: String) {
+        let stranded = riders
+        riders = []
+        cancelsOnStart = []
+        departed = nil
+        boardable = false
+        for rider in stranded {
+            guard case .riding(let on) = rider.phase, on === self else { continue }
+            rider.fail(code: SQLState.connectionFailure,
+                       message: "server connection to backend \(backend.name) (\(address.description)) lost: \(why)", reason: "server lost")
+        }
+    }
+}
+
+extension ClientConnection {
+    /// The input is one whole Query, a lone autocommit read without session effects: its size and fingerprint.
+    func loneRead() -> (total: Int, fingerprint: Fingerprint)? {
+        guard let (type, lengthField) = stream.peekHeader(), type == FrontendMessageID.query.rawValue, lengthField >= 4 else { return nil }
+        let total = Int(lengthField) + 1
+        guard total <= loneReadLimit, stream.inputLength == total else { return nil }
+        return withQueryText(total: total) { text in
+            let (fingerprint, effects) = proxy.classifier.fingerprints.withEffects(utf8: text)
+            guard !effects, proxy.classifier.isPlainRead(fingerprint, utf8: text) else { return nil }
+            return (total, fingerprint)
+        }
+    }
+
+    /// Rides `server` when it takes this client's lone read now; false otherwise.
+    func rideIfPossible(_ pool: Pool) -> Bool {
+        guard let server = pool.boarding, server.accepts(self),
+              // Behind a statement not yet flushed (one write for both), or instead of waiting for a server.
+              server.stream.outputLength > 0 || pool.machine.idle.isEmpty,
+              pendingEffects.isEmpty, !sessionIsPinned, let (total, fingerprint) = loneRead()
+        else { return false }
+        routedQueryFingerprint = nil
+        routedWrite = false
+        remaining = 0
+        waitingSince = monotonicNow()
+        phase = .riding(server)
+        server.board(self, total: total, fingerprint: fingerprint)
+        return true
+    }
+}
+
+/// Queries longer than this never ride (they are rarely the short reads that gain from it).
+let loneReadLimit = 16_384
