@@ -13,6 +13,7 @@
 #   TARGETS="direct pgbouncer switchyard"   (add pgpool for Pgpool-II, switchyard-w2 for a second Switchyard
 #                                     with workers = 2 beside the first)
 #   SY_WORKERS=1                      workers of the `switchyard` target (PgBouncer has one thread)
+#   SY_SETTINGS='key = value'         extra [proxy] lines for Switchyard (e.g. server_pipeline_depth = 1)
 #   SCRIPTS="select-only tpcb"
 #   CLUSTER_ENV=path/to/cluster.env   use a running cluster (scripts/cluster.sh) instead of a new one
 #   SKIP_DEPS=1  SKIP_BUILD=1  SKIP_INIT=1 (reuse pgbench tables)
@@ -390,6 +391,7 @@ server_reset_query = DISCARD ALL
 log_level = info
 health_check_user = sy_scram
 health_check_database = sydb
+${SY_SETTINGS:-}
 
 [primary]
 host = 127.0.0.1

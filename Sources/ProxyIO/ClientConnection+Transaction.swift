@@ -200,7 +200,7 @@ extension ClientConnection {
     /// A lone autocommit read is going to `server`: other clients' lone reads may ride behind it
     /// (ServerConnection+Pipeline.swift).
     private func offerPipeline(on server: ServerConnection, fingerprint: Fingerprint, total: Int) {
-        guard proxy.config.proxy.serverPipelineDepth > 1, total <= loneReadLimit, pendingEffects.isEmpty, !sessionIsPinned,
+        guard proxy.pipelining, total <= loneReadLimit, proxy.quickStatements.isQuick(fingerprint.id), pendingEffects.isEmpty, !sessionIsPinned,
               !routedWrite,
               withQueryText(total: total, { proxy.classifier.isPlainRead(fingerprint, utf8: $0) })
         else { return }

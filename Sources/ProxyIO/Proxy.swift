@@ -42,6 +42,10 @@ public final class Proxy {
     var stats: StatsRegistry
     /// Which statements write a query-log line.
     var querySampler: QuerySampler
+    /// Statement shapes quick enough for the shared pipeline (server_pipeline_max_latency).
+    var quickStatements: QuickStatements
+    /// The shared pipeline is on (server_pipeline_depth > 1).
+    var pipelining: Bool { config.proxy.serverPipelineDepth > 1 }
     /// When the next periodic stats summary line is due.
     private var nextSummary = 0.0
     /// Clients whose read waits for a replica to replay their own write (read-your-writes).
@@ -105,6 +109,7 @@ public final class Proxy {
         self.classifier = Classifier(parser: PgQueryParser(), catalog: BuiltinFunctionCatalog())
         self.stats = StatsRegistry(settings: Self.statsSettings(config), now: monotonicNow(), collector: workers.collector)
         self.querySampler = Self.sampler(config)
+        self.quickStatements = QuickStatements(limitMicros: config.proxy.serverPipelineMaxLatency * 1e6)
         self.nextSummary = Self.nextBoundary(after: monotonicNow(), period: config.proxy.statsPeriod)
         (clientTLS, serverTLSContexts) = try Self.loadTLS(config)
         mailbox = Mailbox(loop: loop)
@@ -609,6 +614,7 @@ public final class Proxy {
         scramCache.removeAll()
         logger.logLevel = Logger.Level(rawValue: next.proxy.logLevel.rawValue) ?? .info
         querySampler = Self.sampler(next)
+        quickStatements.limitMicros = next.proxy.serverPipelineMaxLatency * 1e6
         if Self.statsSettings(next) != Self.statsSettings(old) {
             stats = StatsRegistry(settings: Self.statsSettings(next), now: monotonicNow(), collector: workers.collector)
             nextSummary = Self.nextBoundary(after: monotonicNow(), period: next.proxy.statsPeriod)

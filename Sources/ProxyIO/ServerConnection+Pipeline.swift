@@ -4,7 +4,8 @@
 // ReadyForQuery; the relay hands the connection to the next client ("rider") at each one. Fewer server
 // connections are woken, and one write carries several statements when they arrive in one loop turn.
 //
-// A rider's statement runs when the ones before it are done; its statement timeout starts then. A cancel
+// Only statements known to be quick take part (QuickStatements, server_pipeline_max_latency): nobody waits
+// behind a long query. A rider's statement runs when the ones before it are done; its statement timeout starts then. A cancel
 // request for a rider whose statement has not started yet is sent when it starts, unless other riders follow
 // it (a late cancel could then reach their statement): it is dropped, and logged.
 import PGWire
@@ -95,7 +96,7 @@ extension ClientConnection {
         guard total <= loneReadLimit, stream.inputLength == total else { return nil }
         return withQueryText(total: total) { text in
             let (fingerprint, effects) = proxy.classifier.fingerprints.withEffects(utf8: text)
-            guard !effects, proxy.classifier.isPlainRead(fingerprint, utf8: text) else { return nil }
+            guard !effects, proxy.quickStatements.isQuick(fingerprint.id), proxy.classifier.isPlainRead(fingerprint, utf8: text) else { return nil }
             return (total, fingerprint)
         }
     }

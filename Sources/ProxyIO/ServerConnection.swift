@@ -551,6 +551,7 @@ final class ServerConnection: StreamHandler, Hashable {
         if pendingReady > 0 {
             pendingReady -= 1
             let fingerprint = requestFingerprints.isEmpty ? nil : requestFingerprints.removeFirst()
+            if let fingerprint, proxy.pipelining { proxy.quickStatements.observe(fingerprint.id, micros: UInt64(max(0, now - requestSince) * 1e6)) }
             let outcome: StatementOutcome = cancelSentAt != nil ? .timeout : requestError.map { .error($0) } ?? .ok
             let transactionSeconds: Double? = transactionStatus == .idle ? now - transactionSince : nil
             proxy.statementFinished(on: self, fingerprint: fingerprint, seconds: now - requestSince, rows: requestRows,

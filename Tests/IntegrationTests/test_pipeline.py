@@ -1,7 +1,9 @@
 """Shared pipeline (server_pipeline_depth, transaction mode): a client's lone autocommit read may be sent
 behind another client's on a busy server connection; Postgres answers them in order and each client gets
 its own reply. Checked with one server connection, so every read after the first must ride it (the
-backend_pipelined_queries counter says how many did), and with clients that leave or cancel while riding."""
+backend_pipelined_queries counter says how many did), and with clients that leave or cancel while riding.
+Only shapes known to be quick take part (server_pipeline_max_latency): these tests raise the limit to 10s so
+that a slow read can be ridden, and run each shape once first so that it is known."""
 
 from __future__ import annotations
 
@@ -22,8 +24,9 @@ from test_transaction_pooling import TX_USER, raw_login, server_pids, tx_proxy, 
 
 pytestmark = pytest.mark.proxy_only
 
-# About a second on the test machines, and a read (count and generate_series are immutable).
-SLOW_READ = "SELECT count(*) FROM generate_series(1, 6000000)"
+# About half a second on the test machines, and a read (count and generate_series are immutable).
+SLOW_READ = "SELECT count(*) FROM generate_series(1, 3000000)"
+SLOW_COUNT = "3000000"
 
 
 def pipelined(mport: int) -> float:
@@ -33,10 +36,17 @@ def pipelined(mport: int) -> float:
     return sum(float(v) for v in re.findall(r"^switchyard_backend_pipelined_queries_total\{[^}]*\} (\S+)$", text, re.M))
 
 
-def one_server_proxy(tx_proxy, **kw):
+def one_server_proxy(tx_proxy, *shapes, **kw):
+    """One worker (another worker's clients have pools and servers of their own), one server connection;
+    each statement of `shapes` runs once, so its duration is known."""
     mport = free_port()
-    # One worker: clients of another worker have pools (and servers) of their own.
+    kw.setdefault("server_pipeline_max_latency", "10s")
     p = tx_proxy(size=1, metrics_listen=f"127.0.0.1:{mport}", server_pipeline_depth=4, workers=1, **kw)
+    warm = raw_login(p)
+    for sql in [SLOW_READ, *shapes]:
+        warm.send(query(sql))
+        warm.read_until_ready()
+    warm.close()
     return p, mport
 
 
@@ -54,10 +64,7 @@ def answer(c) -> list:
 
 
 def test_riders_get_their_own_replies_on_one_server(cluster, tx_proxy):
-    p, mport = one_server_proxy(tx_proxy)
-    warm = raw_login(p)
-    warm.send(query("SELECT 1"))
-    answer(warm)
+    p, mport = one_server_proxy(tx_proxy, "SELECT 0 AS n, 'rider 0'::text", "SELECT 'late'")
     head = started_slow_read(p)
     time.sleep(0.2)
     riders = [raw_login(p) for _ in range(3)]
@@ -66,7 +73,7 @@ def test_riders_get_their_own_replies_on_one_server(cluster, tx_proxy):
     # A fifth client: the pipeline is full (depth 4), so it waits for the server like before.
     late = raw_login(p)
     late.send(query("SELECT 'late'"))
-    assert answer(head) == [["6000000"]]
+    assert answer(head) == [[SLOW_COUNT]]
     for i, r in enumerate(riders):
         assert answer(r) == [[str(i), f"rider {i}"]]
     assert answer(late) == [["late"]]
@@ -75,29 +82,46 @@ def test_riders_get_their_own_replies_on_one_server(cluster, tx_proxy):
     # Riders go on as ordinary clients afterwards (a second statement, a transaction).
     riders[0].send(query("BEGIN; SELECT 7; COMMIT"))
     assert answer(riders[0]) == [["7"]]
-    for c in [warm, head, late, *riders]:
+    for c in [head, late, *riders]:
         c.close()
 
 
 def test_depth_one_turns_it_off(cluster, tx_proxy):
     mport = free_port()
-    p = tx_proxy(size=1, metrics_listen=f"127.0.0.1:{mport}", server_pipeline_depth=1, workers=1)
+    p = tx_proxy(size=1, metrics_listen=f"127.0.0.1:{mport}", server_pipeline_depth=1, workers=1,
+                 server_pipeline_max_latency="10s")
     head = started_slow_read(p)
     time.sleep(0.2)
     other = raw_login(p)
     other.send(query("SELECT 'waited'"))
-    assert answer(head) == [["6000000"]]
+    assert answer(head) == [[SLOW_COUNT]]
     assert answer(other) == [["waited"]]
     assert pipelined(mport) == 0
     head.close()
     other.close()
 
 
+def test_nobody_rides_behind_a_statement_known_to_be_slow(cluster, tx_proxy):
+    """The default server_pipeline_max_latency (5ms): the slow read is known to take longer, so a quick read
+    that comes meanwhile waits for the server instead of being sent behind it."""
+    p, mport = one_server_proxy(tx_proxy, "SELECT 'quick'", server_pipeline_max_latency="5ms")
+    head = started_slow_read(p)
+    time.sleep(0.2)
+    other = raw_login(p)
+    other.send(query("SELECT 'quick'"))
+    assert answer(head) == [[SLOW_COUNT]]
+    assert answer(other) == [["quick"]]
+    assert pipelined(mport) == 0
+    head.close()
+    other.close()
+
+
 def test_writes_transactions_and_session_changes_never_ride(cluster, tx_proxy):
-    p, mport = one_server_proxy(tx_proxy)
     with cluster.superuser() as c:
         c.execute("CREATE TABLE IF NOT EXISTS sy_pipeline_t (v int)")
         c.execute(f"GRANT ALL ON sy_pipeline_t TO {TX_USER}")
+    p, mport = one_server_proxy(tx_proxy, "INSERT INTO sy_pipeline_t VALUES (1)", "BEGIN", "COMMIT",
+                                "SET application_name = 'rider'")
     head = started_slow_read(p)
     time.sleep(0.2)
     others = [raw_login(p) for _ in range(3)]
@@ -117,7 +141,7 @@ def test_writes_transactions_and_session_changes_never_ride(cluster, tx_proxy):
 
 
 def test_a_rider_that_leaves_does_not_disturb_the_others(cluster, tx_proxy):
-    p, mport = one_server_proxy(tx_proxy)
+    p, mport = one_server_proxy(tx_proxy, "SELECT 'leaver'")
     head = started_slow_read(p)
     time.sleep(0.2)
     leaver, stayer = raw_login(p), raw_login(p)
@@ -126,7 +150,7 @@ def test_a_rider_that_leaves_does_not_disturb_the_others(cluster, tx_proxy):
     time.sleep(0.1)
     leaver.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     leaver.close()  # a reset, while its read waits behind the head's
-    assert answer(head) == [["6000000"]]
+    assert answer(head) == [[SLOW_COUNT]]
     assert answer(stayer) == [["stayer"]]
     assert pipelined(mport) == 2
     # The one server connection went back to the pool in a clean state.
@@ -139,7 +163,7 @@ def test_a_rider_that_leaves_does_not_disturb_the_others(cluster, tx_proxy):
 
 
 def test_the_first_client_leaving_hands_the_server_to_its_riders(cluster, tx_proxy):
-    p, mport = one_server_proxy(tx_proxy)
+    p, mport = one_server_proxy(tx_proxy, "SELECT 'rider'")
     head = started_slow_read(p)
     time.sleep(0.2)
     rider = raw_login(p)
@@ -160,14 +184,14 @@ def test_cancel_of_a_waiting_rider_cancels_its_own_statement(cluster, tx_proxy):
     head = started_slow_read(p)
     time.sleep(0.2)
     rider = raw_login(p)
-    rider.send(query(SLOW_READ + " AS rider"))
+    rider.send(query(SLOW_READ))
     time.sleep(0.1)
     assert pipelined(mport) == 1
     pid, key = rider.backend_key
     with socket.create_connection((p.host, p.port), timeout=5) as s:
         s.sendall(struct.pack("!iiii", 16, CANCEL_REQUEST_CODE, pid, key))
     # The head's statement is not cancelled; the rider's is, once it starts.
-    assert answer(head) == [["6000000"]]
+    assert answer(head) == [[SLOW_COUNT]]
     msgs = rider.read_until_ready()
     codes = [dict((chr(f[0]), f[1:].decode()) for f in pl.split(b"\0") if f).get("C") for k, pl in msgs if k == b"E"]
     assert codes == ["57014"], msgs

@@ -226,6 +226,8 @@ public struct ProxySettings: Equatable, Sendable {
     /// Transaction mode: clients whose lone autocommit reads may be in flight on one server connection at once
     /// (the first one's and the ones sent behind it); 1 gives each statement a server of its own.
     public var serverPipelineDepth: Int = 4
+    /// Only statement shapes whose recent mean duration is below this (seconds) ride or are ridden.
+    public var serverPipelineMaxLatency: Double = 0.005
     /// Seconds an idle server connection may stay open (above min_pool_size); 0 keeps it.
     public var serverIdleTimeout: Double = 600
     /// Seconds after which a server connection is closed when next idle; 0 keeps it.
