@@ -26,6 +26,12 @@ final class Pool {
     /// (ServerConnection+Pipeline.swift).
     var boarding: ServerConnection?
 
+    /// No server is idle and none can be opened now (the pool is at pool_size, or clients already wait): a
+    /// client would wait for a server to come back.
+    var isSaturated: Bool {
+        machine.idle.isEmpty && (machine.total >= machine.maxSize || !machine.waiting.isEmpty)
+    }
+
     init(proxy: Proxy, database: String, user: String, backend: BackendConfig, size: Int) {
         self.proxy = proxy
         self.backend = backend

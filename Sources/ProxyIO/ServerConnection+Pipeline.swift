@@ -1,8 +1,10 @@
-// Shared pipeline (server_pipeline_depth, transaction mode): while a server connection runs one client's lone
-// autocommit read, other clients' lone reads for the same backend and session settings are sent behind it
-// instead of each taking a server of their own. Postgres answers them in order, each ending with its
-// ReadyForQuery; the relay hands the connection to the next client ("rider") at each one. Fewer server
-// connections are woken, and one write carries several statements when they arrive in one loop turn.
+// Shared pipeline (server_pipeline_depth, transaction mode): when every server connection of a pool is busy
+// and it can open no more, a client's lone autocommit read is sent behind another client's lone read on a busy
+// server of the same backend and session settings, instead of waiting for a server to come back. Postgres
+// answers them in order, each ending with its ReadyForQuery; the relay hands the connection to the next client
+// ("rider") at each one. The server never sits idle between the two statements (no round trip through the
+// pool), and one write often carries several of them. With servers to spare nothing rides: each statement gets
+// a server of its own, and Postgres runs them in parallel.
 //
 // Only statements known to be quick take part (QuickStatements, server_pipeline_max_latency): nobody waits
 // behind a long query. A rider's statement runs when the ones before it are done; its statement timeout starts then. A cancel
@@ -14,8 +16,10 @@ import ProxyCore
 extension ServerConnection {
     /// Whether `rider`'s lone read may be sent behind what is in flight here now.
     func accepts(_ rider: ClientConnection) -> Bool {
+        // At most depth - 1 riders per lending: clients waiting for a server (writes, transactions) are not
+        // held off by an endless stream of riders.
         guard boardable, case .active = phase, client != nil, departed == nil, cancelSentAt == nil, !stream.isClosed,
-              riders.count + 1 < proxy.config.proxy.serverPipelineDepth
+              boarded + 1 < proxy.config.proxy.serverPipelineDepth
         else { return false }
         return sessionParams == rider.sessionParameters
     }
@@ -23,6 +27,7 @@ extension ServerConnection {
     /// Sends `rider`'s Query (`total` bytes at the front of its input) behind the requests in flight.
     func board(_ rider: ClientConnection, total: Int, fingerprint: Fingerprint) {
         riders.append(rider)
+        boarded += 1
         let moved = rider.stream.move(upTo: total, to: stream)
         bytesIn &+= moved
         requestSent(fingerprint)
@@ -103,10 +108,7 @@ extension ClientConnection {
 
     /// Rides `server` when it takes this client's lone read now; false otherwise.
     func rideIfPossible(_ pool: Pool) -> Bool {
-        guard let server = pool.boarding, server.accepts(self),
-              // Behind a statement not yet flushed (one write for both), or instead of waiting for a server.
-              server.stream.outputLength > 0 || pool.machine.idle.isEmpty,
-              pendingEffects.isEmpty, !sessionIsPinned, let (total, fingerprint) = loneRead()
+        guard pool.isSaturated, let server = pool.boarding, server.accepts(self), pendingEffects.isEmpty, !sessionIsPinned, let (total, fingerprint) = loneRead()
         else { return false }
         routedQueryFingerprint = nil
         routedWrite = false

@@ -73,6 +73,8 @@ final class ServerConnection: StreamHandler, Hashable {
     var boardable = false
     /// The attached client left while riders waited behind it (its replies are dropped); kept alive until done.
     var departed: ClientConnection?
+    /// Riders sent here since the server was lent (at most server_pipeline_depth - 1).
+    var boarded = 0
     /// Riders that asked to cancel before their statement started.
     var cancelsOnStart: [ClientConnection] = []
 
@@ -320,6 +322,7 @@ final class ServerConnection: StreamHandler, Hashable {
     func goIdle() {
         lent = false
         boardable = false
+        boarded = 0
         departed = nil
         if pool.boarding === self { pool.boarding = nil }
         batchFailed = false

@@ -101,6 +101,30 @@ def test_depth_one_turns_it_off(cluster, tx_proxy):
     other.close()
 
 
+def test_nothing_rides_while_a_server_is_free(cluster, tx_proxy):
+    """Two server connections, both opened: the quick read gets the idle one (Postgres runs both at once)."""
+    mport = free_port()
+    p = tx_proxy(size=2, min_pool_size=2, metrics_listen=f"127.0.0.1:{mport}", server_pipeline_depth=4, workers=1,
+                 server_pipeline_max_latency="10s")
+    warm = raw_login(p)
+    for sql in [SLOW_READ, "SELECT 'quick'"]:
+        warm.send(query(sql))
+        warm.read_until_ready()
+    warm.close()
+    assert wait_until(lambda: len(server_pids(cluster)) == 2, 5)
+    head = started_slow_read(p)
+    time.sleep(0.2)
+    other = raw_login(p)
+    other.send(query("SELECT 'quick'"))
+    started = time.monotonic()
+    assert answer(other) == [["quick"]]
+    assert time.monotonic() - started < 0.2, "answered before the slow read ended"
+    assert answer(head) == [[SLOW_COUNT]]
+    assert pipelined(mport) == 0
+    head.close()
+    other.close()
+
+
 def test_nobody_rides_behind_a_statement_known_to_be_slow(cluster, tx_proxy):
     """The default server_pipeline_max_latency (5ms): the slow read is known to take longer, so a quick read
     that comes meanwhile waits for the server instead of being sent behind it."""
