@@ -189,6 +189,10 @@ extension ClientConnection {
             remaining = total
         }
         guard case .active = phase else { return }
+        // Its lone quick read is on its way: clients waiting for a server may ride behind it.
+        if server.boardable && remaining == 0 && server.riders.isEmpty && !server.pool.machine.waiting.isEmpty {
+            server.pool.boardWaiting(server)
+        }
         let due = server.tracker.takeDueSynthesized()
         if !due.isEmpty { stream.write(due) }
         if out.outputLength > pauseBytes {

@@ -32,6 +32,24 @@ final class Pool {
         machine.idle.isEmpty && (machine.total >= machine.maxSize || !machine.waiting.isEmpty)
     }
 
+    /// `server` just sent a lone quick read while clients wait here: the first waiting clients whose next
+    /// statement is one too ride behind it (looking at a few of them, in order).
+    func boardWaiting(_ server: ServerConnection) {
+        var i = 0
+        var looked = 0
+        while i < machine.waiting.count, looked < 8 {
+            let client = machine.waiting[i]
+            looked += 1
+            if case .waitingForServer = client.phase, client.ride(server) {
+                machine.clientLeftQueue(client)
+                if !server.hasRoom { break }
+            } else {
+                i += 1
+            }
+        }
+        stopWantingIfServed()
+    }
+
     init(proxy: Proxy, database: String, user: String, backend: BackendConfig, size: Int) {
         self.proxy = proxy
         self.backend = backend

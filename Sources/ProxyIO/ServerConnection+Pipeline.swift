@@ -14,12 +14,14 @@ import PGWire
 import ProxyCore
 
 extension ServerConnection {
+    /// Everything in flight is lone quick reads, and fewer than depth - 1 riders came since the server was lent.
+    var hasRoom: Bool { boardable && boarded + 1 < proxy.config.proxy.serverPipelineDepth }
+
     /// Whether `rider`'s lone read may be sent behind what is in flight here now.
     func accepts(_ rider: ClientConnection) -> Bool {
         // At most depth - 1 riders per lending: clients waiting for a server (writes, transactions) are not
         // held off by an endless stream of riders.
-        guard boardable, case .active = phase, client != nil, departed == nil, cancelSentAt == nil, !stream.isClosed,
-              boarded + 1 < proxy.config.proxy.serverPipelineDepth
+        guard hasRoom, case .active = phase, client != nil, departed == nil, cancelSentAt == nil, !stream.isClosed
         else { return false }
         return sessionParams == rider.sessionParameters
     }
@@ -106,14 +108,23 @@ extension ClientConnection {
         }
     }
 
-    /// Rides `server` when it takes this client's lone read now; false otherwise.
+    /// Asking for a server of a saturated pool: rides the server that last began a lone quick read, if it
+    /// takes this client's; false otherwise.
     func rideIfPossible(_ pool: Pool) -> Bool {
-        guard pool.isSaturated, let server = pool.boarding, server.accepts(self), pendingEffects.isEmpty, !sessionIsPinned, let (total, fingerprint) = loneRead()
+        guard pool.isSaturated, let server = pool.boarding else { return false }
+        waitingSince = monotonicNow()
+        return ride(server)
+    }
+
+    /// Sends this client's lone quick read behind the requests in flight on `server`, if it has one and the
+    /// server takes it.
+    func ride(_ server: ServerConnection) -> Bool {
+        guard greeted, poolMode == .transaction, server.accepts(self), pendingEffects.isEmpty, !sessionIsPinned,
+              let (total, fingerprint) = loneRead()
         else { return false }
         routedQueryFingerprint = nil
         routedWrite = false
         remaining = 0
-        waitingSince = monotonicNow()
         phase = .riding(server)
         server.board(self, total: total, fingerprint: fingerprint)
         return true

@@ -86,6 +86,27 @@ def test_riders_get_their_own_replies_on_one_server(cluster, tx_proxy):
         c.close()
 
 
+def test_waiting_clients_ride_behind_the_next_lone_read(cluster, tx_proxy):
+    """Three quick reads queue while a transaction holds the only server; when it ends, the first of them
+    gets the server and the other two are sent behind it at once."""
+    p, mport = one_server_proxy(tx_proxy, "BEGIN", "COMMIT", "SELECT 0 AS n, 'queued 0'::text")
+    holder = raw_login(p)
+    holder.send(query("BEGIN"))
+    answer(holder)
+    queued = [raw_login(p) for _ in range(3)]
+    for i, c in enumerate(queued):
+        c.send(query(f"SELECT {i} AS n, 'queued {i}'::text"))
+    time.sleep(0.2)
+    assert pipelined(mport) == 0
+    holder.send(query("COMMIT"))
+    answer(holder)
+    for i, c in enumerate(queued):
+        assert answer(c) == [[str(i), f"queued {i}"]]
+    assert pipelined(mport) == 2
+    for c in [holder, *queued]:
+        c.close()
+
+
 def test_depth_one_turns_it_off(cluster, tx_proxy):
     mport = free_port()
     p = tx_proxy(size=1, metrics_listen=f"127.0.0.1:{mport}", server_pipeline_depth=1, workers=1,
