@@ -41,7 +41,7 @@ final class Pool {
             let client = machine.waiting[i]
             looked += 1
             if case .waitingForServer = client.phase, client.ride(server) {
-                machine.clientLeftQueue(client)
+                machine.clientLeftQueue(at: i)
                 if !server.hasRoom { break }
             } else {
                 i += 1

@@ -127,6 +127,17 @@ final class PoolStateMachineTests: XCTestCase {
         assertCounts(p, idle: [], active: ["a", "b", "c"], connecting: 0, waiting: [])
     }
 
+    func testAWaiterServedElsewhereLeavesByPosition() {
+        var p = Pool(maxSize: 1)
+        _ = p.clientRequests(1)
+        _ = p.serverConnected("a")
+        for c in 2...5 { _ = p.clientRequests(c) }
+        p.clientLeftQueue(at: 1)
+        p.clientLeftQueue(at: 0)
+        assertCounts(p, idle: [], active: ["a"], connecting: 0, waiting: [4, 5])
+        XCTAssertEqual(p.serverReleased("a"), [.attach(4, "a")])
+    }
+
     func testClientLeftQueueRemovesOnlyThatWaiter() {
         var p = Pool(maxSize: 1)
         _ = p.clientRequests(1)

@@ -96,6 +96,11 @@ public struct PoolStateMachine<Client: Hashable, Server: Hashable> {
         waiting.removeAll { $0 == client }
     }
 
+    /// The waiting client at `index` of `waiting` was served another way (it rode a busy server).
+    public mutating func clientLeftQueue(at index: Int) {
+        waiting.remove(at: index)
+    }
+
     /// A new server finished its login.
     public mutating func serverConnected(_ server: Server) -> Actions {
         guard connecting > 0 else { return Actions() }
