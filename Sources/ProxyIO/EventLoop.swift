@@ -29,9 +29,14 @@ private let flushCallback: event_callback_fn = { _, _, ctx in
 public final class EventLoop {
     public let base: OpaquePointer
     private var boxes: [EventBox] = []
-    /// Streams written during this turn of the loop; one event, activated by the first of them, writes them all
-    /// after the callbacks already due (Stream.flush): one writev per stream and turn, no write event to arm.
+    /// Streams written since the last flush. What a socket read leads to is written as soon as its handler
+    /// returns (`afterRead`); other writes (timers, connects) by one event, activated by the first of them, after
+    /// the callbacks already due (Stream.flush): one writev per stream, no write event to arm. Not at the end of
+    /// the turn: with hundreds of sockets ready at once, a statement would wait for all of them to be read
+    /// (and a transaction holding row locks would hold them that much longer).
     private var dirty: [Stream] = []
+    /// A socket read's handler is running: `afterRead` flushes what it writes.
+    private var reading = false
     private var flushEvent: OpaquePointer?
 
     public init() {
@@ -48,8 +53,17 @@ public final class EventLoop {
 
     /// `stream` has output to write before the loop waits again.
     func needsFlush(_ stream: Stream) {
-        if dirty.isEmpty { event_active(flushEvent, EV_TIMEOUT, 0) }
+        if dirty.isEmpty && !reading { event_active(flushEvent, EV_TIMEOUT, 0) }
         dirty.append(stream)
+    }
+
+    /// Runs the handler of a socket read, then writes what it wrote.
+    @inline(__always)
+    func afterRead(_ body: () -> Void) {
+        reading = true
+        body()
+        reading = false
+        if !dirty.isEmpty { flushStreams() }
     }
 
     /// The round being flushed; swapped with `dirty` so that neither array is reallocated per turn.

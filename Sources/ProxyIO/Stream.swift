@@ -202,7 +202,7 @@ final class Stream {
         }
         if got > 0 {
             if settingUpTLS { return tlsSetupReadable() }
-            handler?.streamReadable(self)
+            loop.afterRead { handler?.streamReadable(self) }
             return
         }
         if got < 0 && (error == EAGAIN || error == EWOULDBLOCK || error == EINTR) { return }
