@@ -22,14 +22,14 @@ extension ClientConnection {
     var timedState: TimedState {
         switch phase {
         case .startup: return .login(since: connectedAt)
-        case .waitingForServer: return .waitingForServer(since: waitingSince)
+        // A rider waits for its statement to start as it would wait for a server (query_wait_timeout).
+        case .waitingForServer, .riding: return .waitingForServer(since: waitingSince)
         case .idle: return .idle(since: idleSince)
         case .active(let server):
             if server.pendingReady > 0 { return .running(since: server.requestSince, cancelSentAt: server.cancelSentAt) }
             if remaining > 0 || stream.inputLength > 0 { return .untimed }
             return server.transactionStatus == .idle ? .idle(since: server.readySince) : .idleInTransaction(since: server.readySince)
-        // A rider's statement is timed once it starts (when it becomes the server's attached client).
-        case .settingUp, .riding, .admin, .closed: return .untimed
+        case .settingUp, .admin, .closed: return .untimed
         }
     }
 

@@ -29,12 +29,13 @@ final class Pool {
     /// No server is idle and none can be opened now (the pool is at pool_size, or clients already wait): a
     /// client would wait for a server to come back.
     var isSaturated: Bool {
-        machine.idle.isEmpty && (machine.total >= machine.maxSize || !machine.waiting.isEmpty)
+        machine.idle.isEmpty && (machine.total >= machine.maxSize || machine.waiting.count > machine.connecting)
     }
 
     /// `server` just sent a lone quick read while clients wait here: the first waiting clients whose next
     /// statement is one too ride behind it (looking at a few of them, in order).
     func boardWaiting(_ server: ServerConnection) {
+        guard isSaturated else { return }
         var i = 0
         var looked = 0
         while i < machine.waiting.count, looked < 8 {

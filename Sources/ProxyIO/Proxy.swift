@@ -480,6 +480,7 @@ public final class Proxy {
             return server.cancelWhenStarted(client)
         }
         guard case .active(let server) = client.phase else { return }
+        server.cancelInFlight = true
         logger.info("forwarding cancel", metadata: ["client": "\(client.label)", "server": "\(server.label)"])
         sendCancel(to: server)
     }

@@ -9,7 +9,10 @@
 // Only statements known to be quick take part (QuickStatements, server_pipeline_max_latency): nobody waits
 // behind a long query. A rider's statement runs when the ones before it are done; its statement timeout starts then. A cancel
 // request for a rider whose statement has not started yet is sent when it starts, unless other riders follow
-// it (a late cancel could then reach their statement): it is dropped, and logged.
+// it (a late cancel could then reach their statement): it is dropped, and logged. While a cancel is on its
+// way nobody boards. A rider waits at most query_wait_timeout for its statement to start (then it gets the
+// error and its reply is dropped). On a replica each rider keeps a copy of its Query: a 25006 or a lost
+// connection before its reply sends it to the primary, as for any lone read.
 import PGWire
 import ProxyCore
 
@@ -21,7 +24,8 @@ extension ServerConnection {
     func accepts(_ rider: ClientConnection) -> Bool {
         // At most depth - 1 riders per lending: clients waiting for a server (writes, transactions) are not
         // held off by an endless stream of riders.
-        guard hasRoom, case .active = phase, client != nil, departed == nil, cancelSentAt == nil, !stream.isClosed
+        guard hasRoom, case .active = phase, client != nil, departed == nil, cancelSentAt == nil, !cancelInFlight,
+              !stream.isClosed
         else { return false }
         return sessionParams == rider.sessionParameters
     }
@@ -29,9 +33,9 @@ extension ServerConnection {
     /// Sends `rider`'s Query (`total` bytes at the front of its input) behind the requests in flight.
     func board(_ rider: ClientConnection, total: Int, fingerprint: Fingerprint) {
         riders.append(rider)
+        riderQueries.append(proxy.role(of: backend) == .replica ? rider.stream.peek(max: total) : nil)
         boarded += 1
-        let moved = rider.stream.move(upTo: total, to: stream)
-        bytesIn &+= moved
+        _ = rider.stream.move(upTo: total, to: stream)
         requestSent(fingerprint)
         tracker.sent(.query)
         proxy.stats.recordPipelined(backend: backend.name, role: proxy.role(of: backend), now: monotonicNow())
@@ -45,7 +49,10 @@ extension ServerConnection {
         watchCommandTags = false
         guard !riders.isEmpty else { return goIdle() }
         let next = riders.removeFirst()
+        let query = riderQueries.removeFirst()
         client = next
+        // A paused read was the previous client's backpressure; this one's output is empty.
+        if stream.readingPaused { stream.resumeReading() }
         let cancelAsked = cancelsOnStart.firstIndex(where: { $0 === next }).map { cancelsOnStart.remove(at: $0) } != nil
         guard case .riding(let on) = next.phase, on === self else {
             // It left while riding: its reply is read and dropped.
@@ -54,9 +61,12 @@ extension ServerConnection {
         }
         next.phase = .active(self)
         waitMicros = Int(max(0, monotonicNow() - next.waitingSince) * 1e6)
+        startedRiderStatement()
+        retryableQuery = query
         if cancelAsked {
             if riders.isEmpty {
                 proxy.logger.info("forwarding cancel", metadata: ["client": "\(next.label)", "server": "\(label)"])
+                cancelInFlight = true
                 proxy.sendCancel(to: self)
             } else {
                 proxy.logger.info("cancel request dropped: other clients' statements follow on the server",
@@ -72,6 +82,9 @@ extension ServerConnection {
     func attachedClientLeft() -> Bool {
         guard !riders.isEmpty, let leaving = client, case .active = phase, !stream.isClosed else { return false }
         departed = leaving
+        // Reading may be paused for the leaving client's backpressure: nothing else would resume it.
+        if stream.readingPaused { stream.resumeReading() }
+        if stream.inputLength > 0 { relayToClient() }
         return true
     }
 
@@ -80,15 +93,22 @@ extension ServerConnection {
         if !cancelsOnStart.contains(where: { $0 === rider }) { cancelsOnStart.append(rider) }
     }
 
-    /// The connection is closing: riders get the error the attached client gets.
+    /// The connection is closing: riders on a replica go to the primary (none of their reply was relayed),
+    /// other riders get the error the attached client gets.
     func failRiders(_ why: String) {
-        let stranded = riders
+        let stranded = zip(riders, riderQueries)
         riders = []
+        riderQueries = []
         cancelsOnStart = []
         departed = nil
         boardable = false
-        for rider in stranded {
+        for (rider, query) in stranded {
             guard case .riding(let on) = rider.phase, on === self else { continue }
+            if let query {
+                rider.phase = .idle
+                rider.retryOnPrimary(query, from: nil, misroutedOn: backend.name)
+                continue
+            }
             rider.fail(code: SQLState.connectionFailure,
                        message: "server connection to backend \(backend.name) (\(address.description)) lost: \(why)", reason: "server lost")
         }

@@ -73,6 +73,10 @@ final class ServerConnection: StreamHandler, Hashable {
     var boardable = false
     /// The attached client left while riders waited behind it (its replies are dropped); kept alive until done.
     var departed: ClientConnection?
+    /// Copies of the riders' Queries on a replica (nil on the primary), for the retry on the primary.
+    var riderQueries: [[UInt8]?] = []
+    /// A cancel request went to this server and its ReadyForQuery has not come yet: nobody boards.
+    var cancelInFlight = false
     /// Riders sent here since the server was lent (at most server_pipeline_depth - 1).
     var boarded = 0
     /// Riders that asked to cancel before their statement started.
@@ -428,6 +432,11 @@ final class ServerConnection: StreamHandler, Hashable {
                     if !batchFailed { proxy.markStatementsValid(parsedSinceReady) }
                     batchFailed = false
                     parsedSinceReady.removeAll(keepingCapacity: true)
+                    if !riders.isEmpty && transactionStatus != .idle {
+                        // A lone read left a transaction open (the classifier was wrong): the riders' statements
+                        // would run inside it. Nobody's reply can be trusted on this connection now.
+                        return broken("a statement sent as a lone read left a transaction open")
+                    }
                     // Riders' statements still owed come after this client's (one ReadyForQuery each).
                     if transactionStatus == .idle && tracker.pendingSyncs <= 1 + riders.count && !unsynced { releaseAfterMessage = true }
                 }
@@ -568,6 +577,12 @@ final class ServerConnection: StreamHandler, Hashable {
         requestSince = pendingReady > 0 ? now : 0
         readySince = now
         cancelSentAt = nil
+        cancelInFlight = false
+    }
+
+    /// A rider became the attached client: its statement, its transaction, started at the last ReadyForQuery.
+    func startedRiderStatement() {
+        transactionSince = requestSince
     }
 
     /// The rows count at the end of a CommandComplete tag ("SELECT 3", "INSERT 0 5"), 0 when none.
