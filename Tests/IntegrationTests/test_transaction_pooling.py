@@ -965,6 +965,8 @@ def test_parked_idle_clients_wake_up_for_queries_errors_and_shutdown(tx_proxy):
     b.close()  # a parked client that leaves is noticed
     time.sleep(1.6)
     p.process.send_signal(signal.SIGTERM)
+    # The signal and the query race on a loaded machine: query once the proxy has begun shutting down.
+    p.wait_for_log("shutting down")
     with pytest.raises(psycopg.OperationalError, match="shutting down"):
         c.execute("SELECT 1")
     assert p.process.wait(timeout=10) == 0
