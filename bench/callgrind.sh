@@ -4,7 +4,8 @@
 # the same pgbench -S load, each under callgrind, twice (N1 and N2 transactions); the difference of the
 # two totals divided by N2 - N1 leaves out start-up and shutdown.
 #
-# Knobs: N1=500 N2=2500 CLIENTS=4 POOL_MODE=transaction PROTOCOL=simple TARGETS="pgbouncer switchyard" SY_WORKERS=1
+# Knobs: N1=500 N2=2500 CLIENTS=4 POOL_MODE=transaction PROTOCOL=simple SCRIPT=select-only|tpcb
+#        TARGETS="pgbouncer switchyard" SY_WORKERS=1
 #        CLUSTER_ENV=path/to/cluster.env (else a throwaway cluster) SWITCHYARD_BIN=... (else a release build)
 #        REPLICAS=0|1 (1: Switchyard routes the reads to the cluster's replica)  BENCH_OUT=file.md
 #        KEEP=1 keeps the callgrind.out files (for callgrind_annotate) in the printed work folder.
@@ -17,6 +18,12 @@ N2="${N2:-2500}"
 CLIENTS="${CLIENTS:-4}"
 POOL_MODE="${POOL_MODE:-transaction}"
 PROTOCOL="${PROTOCOL:-simple}"
+SCRIPT="${SCRIPT:-select-only}"
+case "$SCRIPT" in
+    select-only) BUILTIN=(-S) ;;
+    tpcb) BUILTIN=(-b tpcb-like) ;;
+    *) echo "callgrind-bench: error: SCRIPT must be select-only or tpcb" >&2; exit 2 ;;
+esac
 TARGETS="${TARGETS:-pgbouncer switchyard}"
 REPLICAS="${REPLICAS:-0}"
 
@@ -118,7 +125,7 @@ instructions() { # target transactions -> total instructions (Ir) of the proxy p
         for _ in $(seq 1 600); do grep -q "function catalog loaded" "$WORK/$target.$tx.log" && break; sleep 0.1; done
     fi
     sleep 1  # let the probes settle
-    "$PGBENCH" -n -S -M "$PROTOCOL" -c "$CLIENTS" -j 1 -t $((tx / CLIENTS)) -p "$port" >"$WORK/pgbench.$target.$tx.log" 2>&1 \
+    "$PGBENCH" -n "${BUILTIN[@]}" -M "$PROTOCOL" -c "$CLIENTS" -j 1 -t $((tx / CLIENTS)) -p "$port" >"$WORK/pgbench.$target.$tx.log" 2>&1 \
         || { cat "$WORK/pgbench.$target.$tx.log" >&2; die "pgbench through $target failed"; }
     kill -INT "$PROXY_PID" 2>/dev/null || true
     wait "$PROXY_PID" 2>/dev/null || true
@@ -129,7 +136,7 @@ instructions() { # target transactions -> total instructions (Ir) of the proxy p
 printf '| target | Ir at %s tx | Ir at %s tx | instructions per transaction | vs PgBouncer |\n|---|---:|---:|---:|---:|\n' "$N1" "$N2" >"$WORK/table.md"
 base=""
 for target in $TARGETS; do
-    log "$target under callgrind: $N1 then $N2 pgbench -S transactions ($CLIENTS clients, $POOL_MODE, -M $PROTOCOL)"
+    log "$target under callgrind: $N1 then $N2 pgbench $SCRIPT transactions ($CLIENTS clients, $POOL_MODE, -M $PROTOCOL)"
     a="$(instructions "$target" "$N1")"
     b="$(instructions "$target" "$N2")"
     per=$(( (b - a) / (N2 - N1) ))

@@ -213,6 +213,12 @@ final class FingerprintTests: XCTestCase {
         // Same shape, no strings: the first text's answer (the raw scan would see "set" in the comment).
         XCTAssertFalse(effects(&cache, "SELECT abalance FROM pgbench_accounts WHERE aid = 2 /* set */"))
         XCTAssertEqual(cache.built, 2)
+        // The raw scan says maybe (the trailing semicolon makes it a text of several statements); the full
+        // analysis says no, once for the shape.
+        XCTAssertTrue(SessionAnalyzer.mayHaveEffects("UPDATE pgbench_tellers SET tbalance = tbalance + 1 WHERE tid = 3;"))
+        XCTAssertFalse(effects(&cache, "UPDATE pgbench_tellers SET tbalance = tbalance + 1 WHERE tid = 3;"))
+        XCTAssertFalse(effects(&cache, "UPDATE pgbench_tellers SET tbalance = tbalance + -7 WHERE tid = 9;"))
+        XCTAssertTrue(effects(&cache, "SET lock_timeout = 9;"))
         // A string literal is a placeholder in the shape but is scanned every time.
         XCTAssertFalse(effects(&cache, "SELECT abalance FROM pgbench_accounts WHERE aid = 'x'"))
         XCTAssertTrue(effects(&cache, "SELECT abalance FROM pgbench_accounts WHERE aid = 'temp'"))

@@ -44,8 +44,9 @@ public struct GenerationalCache<Key: Hashable, Value> {
 /// one-pass id leaves out (non-ASCII names, U&"" identifiers) are fingerprinted in full each time.
 /// Not thread-safe: one per event loop.
 public struct FingerprintCache {
-    /// A statement shape: its fingerprint, and SessionAnalyzer.mayHaveEffects of the first of its texts without
-    /// a string literal that was asked about (such texts differ only in numbers, spacing, comments and case).
+    /// A statement shape: its fingerprint, and whether the first of its texts without a string literal that was
+    /// asked about has session effects (such texts differ only in numbers, spacing, comments and case, none of
+    /// which makes or unmakes an effect).
     private struct Entry {
         var fingerprint: Fingerprint
         var mayHaveEffects: Bool?
@@ -69,9 +70,11 @@ public struct FingerprintCache {
         entry(utf8: bytes).fingerprint
     }
 
-    /// The fingerprint, and SessionAnalyzer.mayHaveEffects of the text: cached for shapes without string
-    /// literals (a comment may still make the raw scan say yes for one text and no for another of the shape;
-    /// comments have no effects, so the cached answer is as safe), scanned every time otherwise.
+    /// The fingerprint, and whether the text may have session effects. For shapes without string literals the
+    /// answer is exact and cached: the raw scan (SessionAnalyzer.mayHaveEffects), and when it says maybe, the
+    /// full analysis (SessionAnalyzer.effects) once per shape; a text of several statements such as pgbench's
+    /// `UPDATE ... SET ...;` is then not analysed again for every statement. Texts with strings get the raw
+    /// scan every time (callers analyse those that may).
     public mutating func withEffects(utf8 bytes: UnsafeRawBufferPointer) -> (Fingerprint, mayHaveEffects: Bool) {
         guard let (id, check, hasStrings) = Fingerprint.onePass(utf8: bytes) else {
             built += 1
@@ -83,6 +86,7 @@ public struct FingerprintCache {
         if hasStrings { return (e.fingerprint, SessionAnalyzer.mayHaveEffects(bytes)) }
         if let known = e.mayHaveEffects { return (e.fingerprint, known) }
         let scanned = SessionAnalyzer.mayHaveEffects(bytes)
+            && !SessionAnalyzer.effects(of: String(decoding: bytes, as: UTF8.self)).isEmpty
         e.mayHaveEffects = scanned
         byID.set(key, e)
         return (e.fingerprint, scanned)
