@@ -204,7 +204,9 @@ extension ClientConnection {
     /// A lone autocommit read is going to `server`: other clients' lone reads may ride behind it
     /// (ServerConnection+Pipeline.swift).
     private func offerPipeline(on server: ServerConnection, fingerprint: Fingerprint, total: Int) {
-        guard proxy.pipelining, total <= loneReadLimit, proxy.quickStatements.isQuick(fingerprint.id), pendingEffects.isEmpty, !sessionIsPinned,
+        // Riders come only while the pool is saturated: with servers to spare, nothing to do.
+        guard proxy.pipelining, server.pool.isSaturated, total <= loneReadLimit, proxy.quickStatements.isQuick(fingerprint.id),
+              pendingEffects.isEmpty, !sessionIsPinned,
               !routedWrite,
               withQueryText(total: total, { proxy.classifier.isPlainRead(fingerprint, utf8: $0) })
         else { return }

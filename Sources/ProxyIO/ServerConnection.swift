@@ -563,7 +563,10 @@ final class ServerConnection: StreamHandler, Hashable {
         if pendingReady > 0 {
             pendingReady -= 1
             let fingerprint = requestFingerprints.isEmpty ? nil : requestFingerprints.removeFirst()
-            if let fingerprint, proxy.pipelining { proxy.quickStatements.observe(fingerprint.id, micros: UInt64(max(0, now - requestSince) * 1e6)) }
+            // Statement durations matter to the shared pipeline only when the pool is saturated.
+            if let fingerprint, proxy.pipelining, pool.isSaturated {
+                proxy.quickStatements.observe(fingerprint.id, micros: UInt64(max(0, now - requestSince) * 1e6))
+            }
             let outcome: StatementOutcome = cancelSentAt != nil ? .timeout : requestError.map { .error($0) } ?? .ok
             let transactionSeconds: Double? = transactionStatus == .idle ? now - transactionSince : nil
             proxy.statementFinished(on: self, fingerprint: fingerprint, seconds: now - requestSince, rows: requestRows,
