@@ -128,10 +128,11 @@ extension ClientConnection {
         }
     }
 
-    /// Asking for a server of a saturated pool: rides the server that last began a lone quick read, if it
-    /// takes this client's; false otherwise.
+    /// Asking for a server of a saturated pool that nobody waits for yet: rides the server that last began a
+    /// lone quick read, if it takes this client's; false otherwise. With clients already waiting it queues
+    /// behind them (they ride first, from the queue: boardWaiting), or newcomers would keep overtaking them.
     func rideIfPossible(_ pool: Pool) -> Bool {
-        guard pool.isSaturated, let server = pool.boarding else { return false }
+        guard pool.isSaturated, pool.machine.waiting.isEmpty, let server = pool.boarding else { return false }
         waitingSince = monotonicNow()
         return ride(server)
     }

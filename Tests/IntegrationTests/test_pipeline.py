@@ -91,6 +91,16 @@ def waiting_on_lock(cluster) -> bool:
             "SELECT 1 FROM pg_stat_activity WHERE usename = %s AND wait_event_type = 'Lock'", (TX_USER,)).fetchone())
 
 
+def one_rider(tx_proxy, cluster, rider_sql="SELECT 'rider'", **kw):
+    """One server held by a read that waits on the lock, and one client whose read rides behind it."""
+    p, mport = one_server_proxy(tx_proxy, rider_sql, **kw)
+    head, held = held_read(p, cluster)
+    rider = raw_login(p)
+    rider.send(query(rider_sql))
+    wait_until(lambda: pipelined(mport) == 1, 5)
+    return p, mport, head, held, rider
+
+
 def answer(c) -> list:
     msgs = c.read_until_ready()
     assert [k for k, _ in msgs if k == b"E"] == [], msgs
@@ -211,15 +221,15 @@ def test_writes_transactions_and_session_changes_never_ride(cluster, tx_proxy, l
     p, mport = one_server_proxy(tx_proxy, "INSERT INTO sy_pipeline_t VALUES (1)", "BEGIN", "COMMIT",
                                 "SET application_name = 'rider'", "SELECT 'control'")
     head, held = held_read(p, cluster)
+    control = raw_login(p)  # a plain read does ride: the scene is right for riding
+    control.send(query("SELECT 'control'"))
+    assert wait_until(lambda: pipelined(mport) == 1, 5)
     others = [raw_login(p) for _ in range(3)]
     others[0].send(query("INSERT INTO sy_pipeline_t VALUES (1)"))
     others[1].send(query("BEGIN"))
     others[2].send(query("SET application_name = 'rider'"))
     time.sleep(0.2)
-    assert pipelined(mport) == 0
-    control = raw_login(p)  # a plain read at the same moment does ride: the scene was right for riding
-    control.send(query("SELECT 'control'"))
-    wait_until(lambda: pipelined(mport) == 1, 5)
+    assert pipelined(mport) == 1
     held.release()
     answer(head)
     answer(control)
@@ -230,6 +240,27 @@ def test_writes_transactions_and_session_changes_never_ride(cluster, tx_proxy, l
     answer(others[2])
     assert pipelined(mport) == 1
     for c in [head, control, *others]:
+        c.close()
+
+
+def test_a_newcomer_does_not_overtake_clients_already_waiting(cluster, tx_proxy, lock_table):
+    """A transaction waits for the only server: a quick read that comes after it queues behind it."""
+    p, mport = one_server_proxy(tx_proxy, "BEGIN", "COMMIT", "SELECT 'newcomer'")
+    head, held = held_read(p, cluster)
+    waiter = raw_login(p)
+    waiter.send(query("BEGIN"))
+    time.sleep(0.1)
+    newcomer = raw_login(p)
+    newcomer.send(query("SELECT 'newcomer'"))
+    time.sleep(0.2)
+    assert pipelined(mport) == 0
+    held.release()
+    assert answer(head) == [["0"]]
+    answer(waiter)
+    waiter.send(query("COMMIT"))
+    answer(waiter)
+    assert answer(newcomer) == [["newcomer"]]
+    for c in [head, waiter, newcomer]:
         c.close()
 
 
@@ -256,11 +287,7 @@ def test_a_rider_that_leaves_does_not_disturb_the_others(cluster, tx_proxy, lock
 
 
 def test_the_first_client_leaving_hands_the_server_to_its_riders(cluster, tx_proxy, lock_table):
-    p, mport = one_server_proxy(tx_proxy, "SELECT 'rider'")
-    head, held = held_read(p, cluster)
-    rider = raw_login(p)
-    rider.send(query("SELECT 'rider'"))
-    wait_until(lambda: pipelined(mport) == 1, 5)
+    p, mport, head, held, rider = one_rider(tx_proxy, cluster)
     head.send(terminate())
     head.close()
     time.sleep(0.1)
@@ -273,11 +300,7 @@ def test_the_first_client_leaving_hands_the_server_to_its_riders(cluster, tx_pro
 
 
 def test_cancel_of_a_waiting_rider_cancels_its_own_statement(cluster, tx_proxy, lock_table):
-    p, mport = one_server_proxy(tx_proxy, SLOW_READ)
-    head, held = held_read(p, cluster)
-    rider = raw_login(p)
-    rider.send(query(SLOW_READ))
-    wait_until(lambda: pipelined(mport) == 1, 5)
+    p, mport, head, held, rider = one_rider(tx_proxy, cluster, SLOW_READ)
     pid, key = rider.backend_key
     with socket.create_connection((p.host, p.port), timeout=5) as s:
         s.sendall(struct.pack("!iiii", 16, CANCEL_REQUEST_CODE, pid, key))
@@ -293,11 +316,7 @@ def test_cancel_of_a_waiting_rider_cancels_its_own_statement(cluster, tx_proxy, 
 def test_a_rider_waits_at_most_query_wait_timeout(cluster, tx_proxy, lock_table):
     """Its statement cannot start while the first one waits on the lock: the rider gets the error of a client
     that waited too long for a server, the first client its answer when the lock goes."""
-    p, mport = one_server_proxy(tx_proxy, "SELECT 'rider'", query_wait_timeout="1s")
-    head, held = held_read(p, cluster)
-    rider = raw_login(p)
-    rider.send(query("SELECT 'rider'"))
-    wait_until(lambda: pipelined(mport) == 1, 5)
+    p, mport, head, held, rider = one_rider(tx_proxy, cluster, query_wait_timeout="1s")
     assert codes_until_closed(rider) == ["08006"]
     held.release()
     assert answer(head) == [["0"]]
@@ -309,11 +328,7 @@ def test_a_rider_waits_at_most_query_wait_timeout(cluster, tx_proxy, lock_table)
 
 
 def test_statement_timeout_of_the_first_client_lets_the_riders_run(cluster, tx_proxy, lock_table):
-    p, mport = one_server_proxy(tx_proxy, "SELECT 'rider'", statement_timeout="1s")
-    head, held = held_read(p, cluster)
-    rider = raw_login(p)
-    rider.send(query("SELECT 'rider'"))
-    wait_until(lambda: pipelined(mport) == 1, 5)
+    p, mport, head, held, rider = one_rider(tx_proxy, cluster, statement_timeout="1s")
     assert error_codes(head) == ["57014"]
     assert answer(rider) == [["rider"]]
     held.release()
@@ -322,11 +337,7 @@ def test_statement_timeout_of_the_first_client_lets_the_riders_run(cluster, tx_p
 
 
 def test_losing_the_server_fails_the_riders_cleanly(cluster, tx_proxy, lock_table):
-    p, mport = one_server_proxy(tx_proxy, "SELECT 'rider'")
-    head, held = held_read(p, cluster)
-    rider = raw_login(p)
-    rider.send(query("SELECT 'rider'"))
-    wait_until(lambda: pipelined(mport) == 1, 5)
+    p, mport, head, held, rider = one_rider(tx_proxy, cluster)
     with cluster.superuser() as c:
         c.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (TX_USER,))
     assert codes_until_closed(head)[-1:] == ["08006"]
