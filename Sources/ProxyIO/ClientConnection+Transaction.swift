@@ -48,12 +48,7 @@ extension ClientConnection {
                     }
                     if effects { noteEffects(ofQueryPayload: stream.peek(max: total).dropFirst(5), server: server) }
                     // A lone read on a replica outside a transaction may be retried on the primary (safety net).
-                    let onReplica: Bool
-                    switch server.backend.roleSetting ?? (server.backend.role == .primary ? .primary : .replica) {
-                    case .primary: onReplica = false
-                    case .replica: onReplica = true
-                    case .auto: onReplica = proxy.backends.status(server.backend.name)?.isPrimary == false
-                    }
+                    let onReplica = proxy.role(of: server.backend) == .replica
                     let lone = server.tracker.isEmpty && server.transactionStatus == .idle && stream.inputLength == total
                     server.retryableQuery = onReplica && lone ? stream.peek(max: total) : nil
                     if lone && !effects { offerPipeline(on: server, fingerprint: fingerprint, total: total) }

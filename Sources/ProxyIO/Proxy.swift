@@ -34,8 +34,8 @@ public final class Proxy {
     private var listener: Listener?
     private(set) var clients: Set<ClientConnection> = []
     private(set) var pools: [String: Pool] = [:]
-    private var cancelKeys: [UInt64: ClientConnection] = [:]
-    private var cancelForwarders: Set<CancelForwarder> = []
+    fileprivate(set) var cancelKeys: [UInt64: ClientConnection] = [:]
+    var cancelForwarders: Set<CancelForwarder> = []
     private var idCounter = 0
     let startedAt = monotonicNow()
     /// Latency percentiles per fingerprint and backend, SHOW STATS totals, Prometheus series (this loop's).
@@ -399,7 +399,7 @@ public final class Proxy {
         logger.info("client closed", metadata: ["client": "\(client.label)", "reason": "\(reason)"])
     }
 
-    private func cancelKey(_ pid: Int32, _ secret: Int32) -> UInt64 {
+    func cancelKey(_ pid: Int32, _ secret: Int32) -> UInt64 {
         UInt64(UInt32(bitPattern: pid)) << 32 | UInt64(UInt32(bitPattern: secret))
     }
 
@@ -461,40 +461,6 @@ public final class Proxy {
         if !ids.isEmpty { workers.statements.markValid(ids) }
     }
 
-    // MARK: Cancel
-
-    /// A CancelRequest with a proxy-issued key: send the real key to the server the client is on. The key's
-    /// low byte names the worker that owns the client; another worker's key goes to that worker.
-    func forwardCancel(processID: Int32, secretKey: Int32) {
-        let owner = Int(processID & 0xff)
-        if owner != index, owner < workers.count {
-            logger.info("cancel request passed to its worker", metadata: ["worker": "\(owner)"])
-            return workers.post(to: owner) { $0.forwardCancel(processID: processID, secretKey: secretKey) }
-        }
-        guard let client = cancelKeys[cancelKey(processID, secretKey)] else {
-            logger.info("cancel request with unknown key ignored")
-            return
-        }
-        if case .riding(let server) = client.phase {
-            // Its statement has not started: the cancel goes when it does.
-            return server.cancelWhenStarted(client)
-        }
-        guard case .active(let server) = client.phase else { return }
-        server.cancelInFlight = true
-        logger.info("forwarding cancel", metadata: ["client": "\(client.label)", "server": "\(server.label)"])
-        sendCancel(to: server)
-    }
-
-    /// A CancelRequest with the server's real key, on a connection of its own.
-    func sendCancel(to server: ServerConnection) {
-        if let f = CancelForwarder(proxy: self, address: server.address, tls: serverTLS(for: server.backend),
-                                   processID: server.processID, secretKey: server.secretKey) {
-            cancelForwarders.insert(f)
-        }
-    }
-
-    func cancelDone(_ f: CancelForwarder) { cancelForwarders.remove(f) }
-
     /// The role a backend plays now: its configured role, or for `role = auto` what its probes found (a
     /// replica until a probe saw it out of recovery; its section's role if the backend set does not list it).
     func role(of backend: BackendConfig) -> BackendRole {
@@ -507,16 +473,6 @@ public final class Proxy {
 
     /// Statements cancelled by the proxy's statement_timeout.
     var statementTimeouts = 0
-
-    /// statement_timeout passed for the statement `client` runs on `server`: cancel it on the server. The
-    /// server's cancel error becomes the client's statement-timeout error (ServerConnection).
-    func statementTimedOut(client: ClientConnection, server: ServerConnection) {
-        statementTimeouts += 1
-        logger.notice("statement timeout: cancelling on the server", metadata: [
-            "client": "\(client.label)", "server": "\(server.label)",
-            "statement_timeout": "\(ConfigUnits.renderDuration(server.cancelledAfter))"])
-        sendCancel(to: server)
-    }
 
     // MARK: Janitor, reload, shutdown
 

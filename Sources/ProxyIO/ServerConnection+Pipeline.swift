@@ -7,10 +7,10 @@
 // a server of its own, and Postgres runs them in parallel.
 //
 // Only statements known to be quick take part (QuickStatements, server_pipeline_max_latency): nobody waits
-// behind a long query. A rider's statement runs when the ones before it are done; its statement timeout starts then. A cancel
-// request for a rider whose statement has not started yet is sent when it starts, unless other riders follow
-// it (a late cancel could then reach their statement): it is dropped, and logged. While a cancel is on its
-// way nobody boards. A rider waits at most query_wait_timeout for its statement to start (then it gets the
+// behind a long query. A rider's statement runs when the ones before it are done; its statement timeout
+// starts then. A cancel request for a rider whose statement has not started yet is sent when it starts,
+// unless other riders follow it (a late cancel could then reach their statement): it is dropped, and
+// logged. While a cancel is on its way nobody boards. A rider waits at most query_wait_timeout for its statement to start (then it gets the
 // error and its reply is dropped). On a replica each rider keeps a copy of its Query: a 25006 or a lost
 // connection before its reply sends it to the primary, as for any lone read.
 import PGWire
@@ -32,13 +32,14 @@ extension ServerConnection {
 
     /// Sends `rider`'s Query (`total` bytes at the front of its input) behind the requests in flight.
     func board(_ rider: ClientConnection, total: Int, fingerprint: Fingerprint) {
+        let role = proxy.role(of: backend)
         riders.append(rider)
-        riderQueries.append(proxy.role(of: backend) == .replica ? rider.stream.peek(max: total) : nil)
+        riderQueries.append(role == .replica ? rider.stream.peek(max: total) : nil)
         boarded += 1
         _ = rider.stream.move(upTo: total, to: stream)
         requestSent(fingerprint)
         tracker.sent(.query)
-        proxy.stats.recordPipelined(backend: backend.name, role: proxy.role(of: backend), now: monotonicNow())
+        proxy.stats.recordPipelined(backend: backend.name, role: role, now: monotonicNow())
     }
 
     /// The attached client is done with this server: the next rider becomes the attached client (its reply is
