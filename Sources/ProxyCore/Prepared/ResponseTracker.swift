@@ -136,7 +136,12 @@ public struct ResponseTracker: Sendable {
 
     /// The server connection was closed.
     public mutating func reset() {
-        for i in slots.indices { slots[i] = nil }
+        // Popped slots are empty already: only the occupied ones are cleared (after a normal transaction, none).
+        var i = head
+        for _ in 0..<count {
+            slots[i] = nil
+            i = i + 1 == slots.count ? 0 : i + 1
+        }
         head = 0
         count = 0
         pendingSyncs = 0
