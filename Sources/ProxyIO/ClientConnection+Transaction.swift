@@ -51,7 +51,7 @@ extension ClientConnection {
                     let onReplica = proxy.role(of: server.backend) == .replica
                     let lone = server.tracker.isEmpty && server.transactionStatus == .idle && stream.inputLength == total
                     server.retryableQuery = onReplica && lone ? stream.peek(max: total) : nil
-                    if lone && !effects { offerPipeline(on: server, fingerprint: fingerprint, total: total) }
+                    if lone { offerPipeline(on: server, fingerprint: fingerprint, effects: effects, total: total) }
                     server.requestSent(fingerprint)
                     routedQueryFingerprint = nil
                 } else {
@@ -198,12 +198,10 @@ extension ClientConnection {
 
     /// A lone autocommit read is going to `server`: other clients' lone reads may ride behind it
     /// (ServerConnection+Pipeline.swift).
-    private func offerPipeline(on server: ServerConnection, fingerprint: Fingerprint, total: Int) {
+    private func offerPipeline(on server: ServerConnection, fingerprint: Fingerprint, effects: Bool, total: Int) {
         // Riders come only while the pool is saturated: with servers to spare, nothing to do.
-        guard proxy.pipelining, server.pool.isSaturated, total <= loneReadLimit, proxy.quickStatements.isQuick(fingerprint.id),
-              pendingEffects.isEmpty, !sessionIsPinned,
-              !routedWrite,
-              withQueryText(total: total, { proxy.classifier.isPlainRead(fingerprint, utf8: $0) })
+        guard proxy.pipelining, server.pool.isSaturated, total <= loneReadLimit, !routedWrite,
+              withQueryText(total: total, { mayShare(fingerprint, effects: effects, text: $0) })
         else { return }
         server.boardable = true
         server.pool.boarding = server

@@ -124,9 +124,16 @@ extension ClientConnection {
         guard total <= loneReadLimit, stream.inputLength == total else { return nil }
         return withQueryText(total: total) { text in
             let (fingerprint, effects) = proxy.classifier.fingerprints.withEffects(utf8: text)
-            guard !effects, proxy.quickStatements.isQuick(fingerprint.id), proxy.classifier.isPlainRead(fingerprint, utf8: text) else { return nil }
-            return (total, fingerprint)
+            return mayShare(fingerprint, effects: effects, text: text) ? (total, fingerprint) : nil
         }
+    }
+
+    /// Whether this client's lone Query (`text`, of shape `fingerprint`) may share a server with other clients'
+    /// (as the one ridden, or as a rider): no session effects in it or waiting to commit, no pin, a shape known
+    /// to be quick, and reads only without transaction control.
+    func mayShare(_ fingerprint: Fingerprint, effects: Bool, text: UnsafeRawBufferPointer) -> Bool {
+        !effects && pendingEffects.isEmpty && !sessionIsPinned && proxy.quickStatements.isQuick(fingerprint.id)
+            && proxy.classifier.isPlainRead(fingerprint, utf8: text)
     }
 
     /// Asking for a server of a saturated pool that nobody waits for yet: rides the server that last began a
@@ -141,9 +148,7 @@ extension ClientConnection {
     /// Sends this client's lone quick read behind the requests in flight on `server`, if it has one and the
     /// server takes it.
     func ride(_ server: ServerConnection) -> Bool {
-        guard greeted, poolMode == .transaction, server.accepts(self), pendingEffects.isEmpty, !sessionIsPinned,
-              let (total, fingerprint) = loneRead()
-        else { return false }
+        guard greeted, poolMode == .transaction, server.accepts(self), let (total, fingerprint) = loneRead() else { return false }
         routedQueryFingerprint = nil
         routedWrite = false
         remaining = 0
