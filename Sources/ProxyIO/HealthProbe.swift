@@ -115,7 +115,7 @@ final class HealthProbe: StreamHandler {
             guard let message = try? BackendMessage(frame) else { return failed("malformed message", now: monotonicNow()) }
             switch phase {
             case .login(var machine):
-                let action = machine.received(message)
+                let action = proxy.serverLoginStep(&machine, message)
                 phase = .login(machine)
                 switch action {
                 case .none: continue

@@ -31,6 +31,9 @@ public final class Proxy {
     let crypto: CryptoProvider = OpenSSLCrypto()
     private(set) var secrets: [String: Secret] = [:]
     private var scramCache: [String: (password: String, secret: SCRAMSecret)] = [:]
+    /// Per user: SCRAM keys derived from the auth_file password with a server's salt, so PBKDF2
+    /// runs once per user and worker rather than on the event loop at every server login.
+    private var serverSCRAMKeys: [String: (password: String, keys: SCRAMDerivedKeys)] = [:]
     private var listener: Listener?
     private(set) var clients: Set<ClientConnection> = []
     private(set) var pools: [String: Pool] = [:]
@@ -350,6 +353,17 @@ public final class Proxy {
         return secret
     }
 
+    /// Feeds one server message to a login machine (pool connection or health probe) and keeps the
+    /// SCRAM keys it derives: logins that started together all use the keys the first one derived.
+    func serverLoginStep(_ machine: inout ServerLoginStateMachine, _ message: BackendMessage) -> ServerLoginStateMachine.Action {
+        guard case .secret(.plain(let password)) = machine.credential else { return machine.received(message) }
+        let user = machine.user
+        if machine.knownKeys == nil, let cached = serverSCRAMKeys[user], cached.password == password { machine.knownKeys = cached.keys }
+        let action = machine.received(message)
+        if let keys = machine.learnedKeys, keys != machine.knownKeys { serverSCRAMKeys[user] = (password, keys) }
+        return action
+    }
+
     func clientAuthenticated(_ client: ClientConnection) {
         guard let info = client.info else { return }
         if info.database == adminDatabase {
@@ -569,6 +583,7 @@ public final class Proxy {
         (clientTLS, serverTLSContexts) = nextTLS
         if announce { logTLS() }
         scramCache.removeAll()
+        serverSCRAMKeys.removeAll()
         logger.logLevel = Logger.Level(rawValue: next.proxy.logLevel.rawValue) ?? .info
         querySampler = Self.sampler(next)
         quickStatements.limitMicros = next.proxy.serverPipelineMaxLatency * 1e6

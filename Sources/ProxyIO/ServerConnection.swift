@@ -160,8 +160,7 @@ final class ServerConnection: StreamHandler, Hashable {
         if events & Int16(BEV_EVENT_CONNECTED) != 0 {
             guard case .connecting = phase else { return }
             SocketOptions.setNoDelay(stream.fd)
-            let credential = pool.credential
-            phase = .login(ServerLoginStateMachine(user: pool.user, credential: credential, crypto: proxy.crypto))
+            phase = .login(ServerLoginStateMachine(user: pool.user, credential: pool.credential, crypto: proxy.crypto))
             stream.write(ProxyMessages.startup(parameters: [("user", pool.user), ("database", pool.database)]))
             return
         }
@@ -211,7 +210,7 @@ final class ServerConnection: StreamHandler, Hashable {
             do { message = try BackendMessage(frame) } catch {
                 return loginFailed(fields(SQLState.connectionFailure, "invalid message from server: \(error.message)"), reason: error.message)
             }
-            let action = machine.received(message)
+            let action = proxy.serverLoginStep(&machine, message)
             phase = .login(machine)
             switch action {
             case .none: continue

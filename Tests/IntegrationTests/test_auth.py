@@ -2,6 +2,7 @@
 verifiers) and server-side auth (the proxy logs in to Postgres with scram, md5 and trust)."""
 
 import hashlib
+import time
 
 import psycopg
 import pytest
@@ -116,3 +117,57 @@ def test_server_side_auth(start_proxy, cluster, user):
         with cluster.admin() as admin:
             row = admin.execute("SELECT usename, datname FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()
         assert row == (user, "sydb")
+
+
+@pytest.mark.proxy_only
+def test_server_scram_keys_follow_a_new_salt(start_proxy, cluster):
+    """The proxy derives the server's SCRAM keys from an auth_file password once and reuses them
+    while the role's salt stays the same; a password set again (new salt) is derived anew, and a
+    password changed behind the proxy's back fails the next server login with 28P01."""
+    with cluster.admin() as admin:
+        admin.execute("DROP ROLE IF EXISTS sy_rotate")
+        admin.execute("CREATE ROLE sy_rotate LOGIN PASSWORD 'rot-pass'")
+    try:
+        p = start_proxy(auth_type="scram-sha-256", pool_mode="transaction", users=dict(PASSWORDS, sy_rotate="rot-pass"))
+
+        def new_server_login():
+            # Ends every server session of the role: the next query logs in again.
+            with cluster.admin() as admin:
+                admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'sy_rotate'")
+                for _ in range(100):
+                    if admin.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = 'sy_rotate'").fetchone()[0] == 0:
+                        break
+                    time.sleep(0.05)
+
+        def backend_pid(conn):
+            for _ in range(3):
+                try:
+                    return conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+                except psycopg.OperationalError:
+                    # The terminated server may be noticed on this query: it is retried on a new one.
+                    time.sleep(0.1)
+            raise AssertionError("no server")
+
+        with p.connect("sy_rotate", "rot-pass") as conn:
+            first = backend_pid(conn)
+            new_server_login()
+            second = backend_pid(conn)  # same salt: the keys derived at the first login
+            assert second != first
+            with cluster.admin() as admin:
+                admin.execute("ALTER ROLE sy_rotate PASSWORD 'rot-pass'")  # same password, new salt
+            new_server_login()
+            third = backend_pid(conn)
+            assert third not in (first, second)
+            with cluster.admin() as admin:
+                admin.execute("ALTER ROLE sy_rotate PASSWORD 'changed-elsewhere'")
+            new_server_login()
+            with pytest.raises(psycopg.Error) as failed:
+                for _ in range(3):
+                    conn.execute("SELECT 1")
+            assert failed.value.sqlstate == "28P01", failed.value
+        p.assert_alive()
+    finally:
+        with cluster.admin() as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'sy_rotate'")
+            time.sleep(0.2)
+            admin.execute("DROP ROLE IF EXISTS sy_rotate")

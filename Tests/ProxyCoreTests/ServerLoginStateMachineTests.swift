@@ -172,6 +172,42 @@ final class ServerLoginStateMachineTests: XCTestCase {
         try finishLogin(&m)
     }
 
+    func testSCRAMKeysLearnedAtOneLoginSkipPBKDF2AtTheNext() throws {
+        let counting = CountingCrypto(OpenSSLCrypto())
+        let secret = SCRAM.makeSecret(password: password, crypto: crypto)
+        var first = ServerLoginStateMachine(user: user, credential: .secret(.plain(password)), crypto: counting)
+        _ = try runSCRAM(&first, secret: secret)
+        try finishLogin(&first)
+        XCTAssertEqual(counting.pbkdf2Calls, 1)
+        let learned = try XCTUnwrap(first.learnedKeys)
+        XCTAssertEqual(learned.salt, secret.salt)
+        XCTAssertEqual(crypto.sha256(learned.clientKey), secret.storedKey)
+
+        // Filled after the machine was made, as the proxy does for logins that started together.
+        var second = ServerLoginStateMachine(user: user, credential: .secret(.plain(password)), crypto: counting)
+        second.knownKeys = learned
+        _ = try runSCRAM(&second, secret: secret)
+        try finishLogin(&second)
+        XCTAssertEqual(counting.pbkdf2Calls, 1, "the known keys answered the same salt")
+
+        // The role's password was set again: a new salt, so the known keys are not used and the login still works.
+        let changed = SCRAM.makeSecret(password: password, crypto: crypto)
+        var third = ServerLoginStateMachine(user: user, credential: .secret(.plain(password)), crypto: counting, knownKeys: learned)
+        _ = try runSCRAM(&third, secret: changed)
+        try finishLogin(&third)
+        XCTAssertEqual(counting.pbkdf2Calls, 2)
+        XCTAssertEqual(third.learnedKeys?.salt, changed.salt)
+    }
+
+    func testSCRAMWithPassThroughKeysLearnsNothing() throws {
+        let secret = SCRAM.makeSecret(password: password, crypto: crypto)
+        let salted = crypto.pbkdf2SHA256(password: Array(password.utf8), salt: secret.salt, iterations: secret.iterations)
+        let clientKey = crypto.hmacSHA256(key: salted, data: Array("Client Key".utf8))
+        var m = ServerLoginStateMachine(user: user, credential: .scramKeys(clientKey: clientKey, serverKey: secret.serverKey), crypto: crypto)
+        _ = try runSCRAM(&m, secret: secret)
+        XCTAssertNil(m.learnedKeys)
+    }
+
     func testSCRAMWithPassThroughKeys() throws {
         let secret = SCRAM.makeSecret(password: password, salt: Array(repeating: 1, count: 16), iterations: 4096, crypto: crypto)
         let salted = crypto.pbkdf2SHA256(password: Array(password.utf8), salt: secret.salt, iterations: secret.iterations)
@@ -279,4 +315,19 @@ final class ServerLoginStateMachineTests: XCTestCase {
         let fields = ErrorFields(fields: [UInt8(ascii: "S"): "FATAL", UInt8(ascii: "C"): "53300", UInt8(ascii: "M"): "too many clients"])
         XCTAssertEqual(try failFields(m.received(.error(fields))), fields)
     }
+}
+
+/// OpenSSL crypto that counts PBKDF2 runs.
+final class CountingCrypto: CryptoProvider, @unchecked Sendable {
+    let base: CryptoProvider
+    private(set) var pbkdf2Calls = 0
+    init(_ base: CryptoProvider) { self.base = base }
+    func sha256(_ data: [UInt8]) -> [UInt8] { base.sha256(data) }
+    func hmacSHA256(key: [UInt8], data: [UInt8]) -> [UInt8] { base.hmacSHA256(key: key, data: data) }
+    func pbkdf2SHA256(password: [UInt8], salt: [UInt8], iterations: Int) -> [UInt8] {
+        pbkdf2Calls += 1
+        return base.pbkdf2SHA256(password: password, salt: salt, iterations: iterations)
+    }
+    func md5(_ data: [UInt8]) -> [UInt8] { base.md5(data) }
+    func randomBytes(_ count: Int) -> [UInt8] { base.randomBytes(count) }
 }

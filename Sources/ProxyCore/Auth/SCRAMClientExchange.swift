@@ -8,8 +8,10 @@
 public struct SCRAMClientExchange: Sendable {
     /// What the proxy knows about the user's password.
     public enum Credential: Sendable {
-        /// The plaintext password.
-        case password(String)
+        /// The plaintext password, and the keys derived from it at an earlier login when known:
+        /// they are used when the server sends the same salt and iteration count (PBKDF2 costs
+        /// milliseconds of CPU, which a proxy must not spend per server connection).
+        case password(String, known: SCRAMDerivedKeys? = nil)
         /// ClientKey and ServerKey, e.g. from `SCRAMServerExchange.clientKey` and the auth_file secret.
         /// The server's salt and iteration count are then not needed.
         case keys(clientKey: [UInt8], serverKey: [UInt8])
@@ -29,6 +31,8 @@ public struct SCRAMClientExchange: Sendable {
     private let crypto: CryptoProvider
     private let clientNonce: [UInt8]
     private let sendsUserName: Bool
+    /// The keys derived from the password at this login (nil for `.keys`), for the next login's `known`.
+    public private(set) var derivedKeys: SCRAMDerivedKeys?
 
     /// - Parameters:
     ///   - nonce: the client nonce, used as-is (printable ASCII, no comma); a test hook.
@@ -94,7 +98,7 @@ public struct SCRAMClientExchange: Sendable {
         }
     }
 
-    private func serverFirst(_ message: [UInt8], clientFirstBare: [UInt8]) -> Result<([UInt8], [UInt8]), AuthFailure> {
+    private mutating func serverFirst(_ message: [UInt8], clientFirstBare: [UInt8]) -> Result<([UInt8], [UInt8]), AuthFailure> {
         guard let attrs = SCRAMMessage.attributes(message[...]), !attrs.isEmpty else {
             return .failure(.malformed("invalid server-first-message"))
         }
@@ -118,8 +122,13 @@ public struct SCRAMClientExchange: Sendable {
         let clientKey: [UInt8]
         let serverKey: [UInt8]
         switch credential {
-        case let .password(password):
-            (clientKey, serverKey) = SCRAM.deriveKeys(password: password, salt: salt, iterations: iterations, crypto: crypto)
+        case let .password(password, known):
+            if let known, known.salt == salt, known.iterations == iterations {
+                (clientKey, serverKey) = (known.clientKey, known.serverKey)
+            } else {
+                (clientKey, serverKey) = SCRAM.deriveKeys(password: password, salt: salt, iterations: iterations, crypto: crypto)
+            }
+            derivedKeys = SCRAMDerivedKeys(salt: salt, iterations: iterations, clientKey: clientKey, serverKey: serverKey)
         case let .keys(givenClientKey, givenServerKey):
             guard givenClientKey.count == 32, givenServerKey.count == 32 else {
                 return .failure(.malformed("client and server keys must be 32 bytes"))
@@ -168,4 +177,12 @@ public struct SCRAMClientExchange: Sendable {
         }
         return out
     }
+}
+
+/// ClientKey and ServerKey derived from a password with a server's salt and iteration count.
+public struct SCRAMDerivedKeys: Sendable, Equatable {
+    public let salt: [UInt8]
+    public let iterations: Int
+    public let clientKey: [UInt8]
+    public let serverKey: [UInt8]
 }

@@ -31,14 +31,22 @@ public struct ServerLoginStateMachine {
     public private(set) var state: State = .authenticating
     public private(set) var parameters: [String: String] = [:]
     private var key: (Int32, Int32) = (0, 0)
-    let user: String
-    let credential: ServerCredential
+    public let user: String
+    public let credential: ServerCredential
     let crypto: CryptoProvider
+    /// SCRAM keys derived from the plaintext password at an earlier login, used when the server
+    /// sends the same salt. The I/O layer may fill it any time before the server's SASLContinue
+    /// (logins started together all find the keys the first of them derived).
+    public var knownKeys: SCRAMDerivedKeys?
+    /// SCRAM keys derived from the plaintext password at this login: worth keeping for the next.
+    /// Safe to keep before the server has proved itself: they only ever answer the same salt.
+    public private(set) var learnedKeys: SCRAMDerivedKeys?
 
-    public init(user: String, credential: ServerCredential, crypto: CryptoProvider) {
+    public init(user: String, credential: ServerCredential, crypto: CryptoProvider, knownKeys: SCRAMDerivedKeys? = nil) {
         self.user = user
         self.credential = credential
         self.crypto = crypto
+        self.knownKeys = knownKeys
     }
 
     public mutating func received(_ message: BackendMessage) -> Action {
@@ -86,7 +94,7 @@ public struct ServerLoginStateMachine {
             guard mechanisms.contains("SCRAM-SHA-256") else { return fail("server offers no supported SASL mechanism: \(mechanisms)") }
             let c: SCRAMClientExchange.Credential
             switch credential {
-            case .secret(.plain(let p)): c = .password(p)
+            case .secret(.plain(let p)): c = .password(p, known: knownKeys)
             case .scramKeys(let ck, let sk): c = .keys(clientKey: ck, serverKey: sk)
             case .secret(.scram), .secret(.md5), .none: return needPassword("SCRAM-SHA-256")
             }
@@ -98,6 +106,7 @@ public struct ServerLoginStateMachine {
             switch exchange.receiveServerFirst(data) {
             case .success(let final):
                 state = .scram(exchange)
+                learnedKeys = exchange.derivedKeys
                 return .send(ProxyMessages.saslResponse(final))
             case .failure(let f): return fail("SCRAM exchange with server failed: \(f)")
             }
