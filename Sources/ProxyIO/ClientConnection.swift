@@ -227,7 +227,7 @@ final class ClientConnection: StreamHandler, Hashable {
             // until the first query (the client's own values are SET on whichever server it gets).
             greet(reported)
             phase = .idle
-            idleSince = monotonicNow()
+            idleSince = proxy.loop.now
             parkWhenFlushed = true
             stream.setWriteLowWatermark(0)
             return idleInput()
@@ -261,7 +261,7 @@ final class ClientConnection: StreamHandler, Hashable {
     /// by the same router), then queue on the chosen backend's pool.
     func requestServer() {
         guard let current = pool else { return }
-        let now = monotonicNow()
+        let now = proxy.loop.now
         if proxy.shuttingDown && greeted {
             // No new transaction starts during shutdown.
             return fail(code: SQLState.adminShutdown, message: "switchyard is shutting down", reason: "shutdown")
@@ -373,7 +373,7 @@ final class ClientConnection: StreamHandler, Hashable {
     func rejectPendingBatch(code: String, message: String) {
         routedQueryFingerprint = nil
         phase = .idle
-        idleSince = monotonicNow()
+        idleSince = proxy.loop.now
         while let (type, lengthField) = stream.peekHeader() {
             let total = Int(lengthField) + 1
             guard lengthField >= 4, stream.inputLength >= total else { break }
@@ -393,7 +393,7 @@ final class ClientConnection: StreamHandler, Hashable {
         }
         server.client = self
         server.lent = true
-        server.waitMicros = Int(max(0, monotonicNow() - waitingSince) * 1e6)
+        server.waitMicros = Int(max(0, proxy.loop.now - waitingSince) * 1e6)
         server.tracking = poolMode == .transaction
         phase = .settingUp(server)
         // Most of the time the server already has this client's parameters: no SQL at all.
@@ -401,7 +401,7 @@ final class ClientConnection: StreamHandler, Hashable {
         var sql = server.sessionParams == parameters
             ? "" : SessionState.syncSQL(from: server.effectiveParams(for: parameters), to: parameters)
         // Read in place (a copy of the settings would retain each of their strings).
-        if !proxy.config.proxy.serverCheckQuery.isEmpty, monotonicNow() - server.idleSince >= proxy.config.proxy.serverCheckDelay {
+        if !proxy.config.proxy.serverCheckQuery.isEmpty, proxy.loop.now - server.idleSince >= proxy.config.proxy.serverCheckDelay {
             sql = proxy.config.proxy.serverCheckQuery + ";" + sql
         }
         if sql.isEmpty {
@@ -426,7 +426,7 @@ final class ClientConnection: StreamHandler, Hashable {
         guard case .settingUp = phase else { return }
         phase = .active(server)
         serverRetries = 0
-        server.readySince = monotonicNow()
+        server.readySince = proxy.loop.now
         if greeted { return relayToServer() }
         greet(server.parameters)
         if poolMode == .transaction, proxy.greetings[greetingKey] == nil {
@@ -479,7 +479,7 @@ final class ClientConnection: StreamHandler, Hashable {
             return relayToServer()
         }
         phase = .idle
-        idleSince = monotonicNow()
+        idleSince = proxy.loop.now
         server.clientDone()
         idleInput()
     }

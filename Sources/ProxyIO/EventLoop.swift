@@ -37,6 +37,12 @@ public final class EventLoop {
     private var dirty: [Stream] = []
     /// A socket read's handler is running: `afterRead` flushes what it writes.
     private var reading = false
+    /// The clock when the running socket read began (valid while `reading`).
+    private var readTime = 0.0
+
+    /// The monotonic clock, read once per socket read: everything a read leads to (a statement's start or
+    /// end, idle and wait stamps) shares its arrival time instead of asking the kernel's clock again.
+    var now: Double { reading ? readTime : monotonicNow() }
     private var flushEvent: OpaquePointer?
 
     public init() {
@@ -60,6 +66,7 @@ public final class EventLoop {
     /// Runs the handler of a socket read, then writes what it wrote.
     @inline(__always)
     func afterRead(_ body: () -> Void) {
+        readTime = monotonicNow()
         reading = true
         body()
         reading = false

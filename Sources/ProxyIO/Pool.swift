@@ -76,7 +76,7 @@ final class Pool {
 
     var allServers: [ServerConnection] { machine.idle + Array(machine.active) + Array(opening) }
 
-    func request(for client: ClientConnection) { run(machine.clientRequests(client, now: monotonicNow())) }
+    func request(for client: ClientConnection) { run(machine.clientRequests(client, now: proxy.loop.now)) }
 
     /// Janitor tick: closes servers idle past server_idle_timeout (above min_pool_size) or older than
     /// server_lifetime, retries connects for waiting clients, and keeps min_pool_size servers open.

@@ -39,7 +39,7 @@ extension ServerConnection {
         _ = rider.stream.move(upTo: total, to: stream)
         requestSent(fingerprint)
         tracker.sent(.query)
-        proxy.stats.recordPipelined(backend: backend.name, role: role, now: monotonicNow())
+        proxy.stats.recordPipelined(backend: backend.name, role: role, now: proxy.loop.now)
     }
 
     /// The attached client is done with this server: the next rider becomes the attached client (its reply is
@@ -61,7 +61,7 @@ extension ServerConnection {
             return
         }
         next.phase = .active(self)
-        waitMicros = Int(max(0, monotonicNow() - next.waitingSince) * 1e6)
+        waitMicros = Int(max(0, proxy.loop.now - next.waitingSince) * 1e6)
         startedRiderStatement()
         retryableQuery = query
         if cancelAsked {
@@ -141,7 +141,7 @@ extension ClientConnection {
     /// behind them (they ride first, from the queue: boardWaiting), or newcomers would keep overtaking them.
     func rideIfPossible(_ pool: Pool) -> Bool {
         guard pool.isSaturated, pool.machine.waiting.isEmpty, let server = pool.boarding else { return false }
-        waitingSince = monotonicNow()
+        waitingSince = proxy.loop.now
         return ride(server)
     }
 

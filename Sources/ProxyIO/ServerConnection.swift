@@ -140,7 +140,7 @@ final class ServerConnection: StreamHandler, Hashable {
         stream = Stream(loop: pool.proxy.loop, fd: handoff.fd, handler: DummyHandler.shared)
         stream.handler = self
         phase = .idle
-        idleSince = monotonicNow()
+        idleSince = proxy.loop.now
     }
 
     static func == (a: ServerConnection, b: ServerConnection) -> Bool { a === b }
@@ -220,7 +220,7 @@ final class ServerConnection: StreamHandler, Hashable {
                 processID = pid
                 secretKey = key
                 phase = .idle
-                idleSince = monotonicNow()
+                idleSince = proxy.loop.now
                 log.debug("server connected", metadata: ["server": "\(label)"])
                 pool.serverLoggedIn(self)
                 return
@@ -334,7 +334,7 @@ final class ServerConnection: StreamHandler, Hashable {
         client = nil
         tracking = false
         tracker.reset()
-        idleSince = monotonicNow()
+        idleSince = proxy.loop.now
         pool.serverReleased(self)
     }
 
@@ -535,7 +535,7 @@ final class ServerConnection: StreamHandler, Hashable {
     /// statement's (nil when unknown: too large, a function call).
     func requestSent(_ fingerprint: Fingerprint?) {
         if pendingReady == 0 {
-            requestSince = monotonicNow()
+            requestSince = proxy.loop.now
             if transactionStatus == .idle { transactionSince = requestSince }
         }
         pendingReady += 1
@@ -558,7 +558,7 @@ final class ServerConnection: StreamHandler, Hashable {
     /// A ReadyForQuery arrived: the oldest request is done (stats, query log); the next one, if pipelined,
     /// starts its clock now.
     private func requestAnswered() {
-        let now = monotonicNow()
+        let now = proxy.loop.now
         if pendingReady > 0 {
             pendingReady -= 1
             let fingerprint = requestFingerprints.isEmpty ? nil : requestFingerprints.removeFirst()

@@ -33,29 +33,53 @@ public struct ResponseTracker: Sendable {
     }
 
     public struct Step: Equatable, Sendable {
-        /// Synthesized responses now due, to write to the client BEFORE this message.
-        public var emitBefore: [UInt8]
         /// False: drop this server message.
         public var forward: Bool
         /// Set when this message is an ErrorResponse: the request it answers (nil if none was pending).
         public var failed: Request?
-        /// Statements the server did not prepare after all: their Parse failed or was skipped after an
-        /// error. Remove them from the server's cache.
-        public var unprepared: [Int]
-        /// Statements the server did not close after all: their eviction Close was skipped after an
-        /// error. They are still prepared there although the cache dropped them.
-        public var notClosed: [Int]
         /// The message did not fit the request at the head (or none was pending): worth a log line.
         public var unexpected: Bool
+        /// The parts that are almost always empty, out of line: a step is made for every server message
+        /// and the common one then carries (and destroys) no arrays.
+        private var rare: Rare?
+
+        private struct Rare: Equatable, Sendable {
+            var emitBefore: [UInt8] = []
+            var unprepared: [Int] = []
+            var notClosed: [Int] = []
+        }
+
+        /// Synthesized responses now due, to write to the client BEFORE this message.
+        public var emitBefore: [UInt8] {
+            get { rare?.emitBefore ?? [] }
+            set { rare = rare ?? Rare(); rare!.emitBefore = newValue }
+        }
+        /// Statements the server did not prepare after all: their Parse failed or was skipped after an
+        /// error. Remove them from the server's cache.
+        public var unprepared: [Int] {
+            get { rare?.unprepared ?? [] }
+            set { rare = rare ?? Rare(); rare!.unprepared = newValue }
+        }
+        /// Statements the server did not close after all: their eviction Close was skipped after an
+        /// error. They are still prepared there although the cache dropped them.
+        public var notClosed: [Int] {
+            get { rare?.notClosed ?? [] }
+            set { rare = rare ?? Rare(); rare!.notClosed = newValue }
+        }
 
         public init(emitBefore: [UInt8] = [], forward: Bool = true, failed: Request? = nil,
                     unprepared: [Int] = [], notClosed: [Int] = [], unexpected: Bool = false) {
-            self.emitBefore = emitBefore
             self.forward = forward
             self.failed = failed
-            self.unprepared = unprepared
-            self.notClosed = notClosed
             self.unexpected = unexpected
+            if !emitBefore.isEmpty || !unprepared.isEmpty || !notClosed.isEmpty {
+                rare = Rare(emitBefore: emitBefore, unprepared: unprepared, notClosed: notClosed)
+            }
+        }
+
+        public static func == (a: Step, b: Step) -> Bool {
+            a.forward == b.forward && a.failed == b.failed && a.unexpected == b.unexpected
+                && a.emitBefore == b.emitBefore && a.unprepared == b.unprepared && a.notClosed == b.notClosed
         }
     }
 
@@ -72,6 +96,8 @@ public struct ResponseTracker: Sendable {
     /// The server hit an error in an extended-protocol request and ignores everything until the next Sync,
     /// which has not been sent yet. Requests sent meanwhile are not tracked (the server will not answer them).
     public private(set) var isSkippingUntilSync = false
+    /// Entries with a `.synthesize` disposition outstanding: none (the usual case) means nothing can be due.
+    private var synthesizedCount = 0
 
     public init() {}
 
@@ -89,6 +115,7 @@ public struct ResponseTracker: Sendable {
         }
         push(Entry(request: request, disposition: disposition))
         if Self.endsAtReadyForQuery(request) { pendingSyncs += 1 }
+        if case .synthesize = disposition { synthesizedCount += 1 }
         return true
     }
 
@@ -126,6 +153,7 @@ public struct ResponseTracker: Sendable {
     /// Synthesized responses at the head that are due now without waiting for the server (call after
     /// queuing client requests, e.g. a Parse answered locally followed by Flush).
     public mutating func takeDueSynthesized() -> [UInt8] {
+        guard synthesizedCount > 0 else { return [] }
         var out: [UInt8] = []
         while let entry = peek(), case .synthesize(let bytes) = entry.disposition {
             if out.isEmpty { out = bytes } else { out.append(contentsOf: bytes) }
@@ -145,6 +173,7 @@ public struct ResponseTracker: Sendable {
         head = 0
         count = 0
         pendingSyncs = 0
+        synthesizedCount = 0
         isSkippingUntilSync = false
     }
 
@@ -245,6 +274,7 @@ public struct ResponseTracker: Sendable {
         head = head + 1 == slots.count ? 0 : head + 1
         count -= 1
         if Self.endsAtReadyForQuery(e.request) { pendingSyncs -= 1 }
+        if case .synthesize = e.disposition { synthesizedCount -= 1 }
         if count == 0 { head = 0 }
     }
 
