@@ -376,9 +376,26 @@ final class ServerConnection: StreamHandler, Hashable {
         guard discard || !client.stream.isClosed else { return }
         let out = client.stream
         let maxLength = proxy.config.proxy.maxPacketSize
+        // Whatever path leaves the loop, what was decided for the client goes before anything else.
+        defer { moveDecided(to: out) }
         while true {
             if remaining > 0 {
-                let moved = dropping || discard ? drainInput(remaining) : stream.move(upTo: remaining, to: out)
+                if !dropping && !discard && !releaseAfterMessage && stream.inputLength >= decided + remaining {
+                    // A whole message for the client: it goes with the ones after it, in one move.
+                    decided += remaining
+                    bytesOut &+= remaining
+                    remaining = 0
+                    continue
+                }
+                let moved: Int
+                if dropping || discard {
+                    moveDecided(to: out)
+                    moved = drainInput(remaining)
+                } else {
+                    let before = decided
+                    decided = 0
+                    moved = stream.move(upTo: before + remaining, to: out) - before
+                }
                 if moved <= 0 { break }
                 remaining -= moved
                 bytesOut &+= moved
@@ -389,12 +406,16 @@ final class ServerConnection: StreamHandler, Hashable {
                 }
                 continue
             }
-            guard let (type, lengthField) = stream.peekHeader() else { break }
+            guard let (type, lengthField) = stream.peekHeader(at: decided) else { break }
             guard lengthField >= 4, Int(lengthField) <= maxLength else {
+                moveDecided(to: out)
                 return broken("invalid message length \(lengthField) from server")
             }
             let total = Int(lengthField) + 1
             dropping = false
+            // Only the commonest replies are looked at behind messages not yet moved; anything else first
+            // moves those, and is handled at the front of the input.
+            if decided > 0 && (!Self.relaysBehind(type) || retryableQuery != nil || retryAfterReady != nil) { moveDecided(to: out) }
             switch type {
             case BackendMessageID.readyForQuery.rawValue where retryAfterReady != nil:
                 guard stream.inputLength >= 6 else { return }
@@ -423,8 +444,8 @@ final class ServerConnection: StreamHandler, Hashable {
                 _ = tracker.received(type: type)
                 continue
             case BackendMessageID.readyForQuery.rawValue:
-                guard stream.inputLength >= 6 else { return }
-                if let status = TransactionStatus(rawValue: stream.peekByte(at: 5)) { transactionStatus = status }
+                guard stream.inputLength >= decided + 6 else { return }
+                if let status = TransactionStatus(rawValue: stream.peekByte(at: decided + 5)) { transactionStatus = status }
                 requestAnswered()
                 if tracking {
                     // Statements parsed in a batch that ended without error are known good.
@@ -434,6 +455,7 @@ final class ServerConnection: StreamHandler, Hashable {
                     if !riders.isEmpty && transactionStatus != .idle {
                         // A lone read left a transaction open (the classifier was wrong): the riders' statements
                         // would run inside it. Nobody's reply can be trusted on this connection now.
+                        moveDecided(to: out)
                         return broken("a statement sent as a lone read left a transaction open")
                     }
                     // Riders' statements still owed come after this client's (one ReadyForQuery each).
@@ -479,8 +501,10 @@ final class ServerConnection: StreamHandler, Hashable {
                 remaining = total
                 continue
             case BackendMessageID.commandComplete.rawValue:
-                guard stream.inputLength >= total else { return }
-                if watchCommandTags, stream.peek(max: min(total, 14)).dropFirst(5).starts(with: Array("ROLLBACK".utf8)) { transactionFailed = true }
+                guard stream.inputLength >= decided + total else { return }
+                if watchCommandTags, stream.withSmallInput(at: decided, min(total, 14), { $0.dropFirst(5).starts(with: "ROLLBACK".utf8) }) {
+                    transactionFailed = true
+                }
                 noteCommandComplete(total: total)
             case BackendMessageID.errorResponse.rawValue:
                 if total <= 65_536 && stream.inputLength < total { return }
@@ -512,12 +536,16 @@ final class ServerConnection: StreamHandler, Hashable {
                 if step.unexpected {
                     log.debug("unexpected server message for the response queue", metadata: ["server": "\(label)", "type": "\(ProtocolViolation.describe(type))"])
                 }
-                if !step.emitBefore.isEmpty { out.write(step.emitBefore) }
+                if !step.emitBefore.isEmpty {
+                    moveDecided(to: out)
+                    out.write(step.emitBefore)
+                }
                 dropping = !step.forward
             }
             if type == BackendMessageID.errorResponse.rawValue, !dropping, !discard, replacedTimeoutError(total: total, out: out) { continue }
             remaining = total
         }
+        moveDecided(to: out)
         if !discard && out.outputLength > pauseBytes {
             stream.pauseReading()
             out.setWriteLowWatermark(resumeBytes)
@@ -525,6 +553,32 @@ final class ServerConnection: StreamHandler, Hashable {
     }
 
     private var dropping = false
+    /// Bytes at the front of the input already relayed to the client (counted in bytesOut) but not yet
+    /// moved to its output: whole messages are moved together, one evbuffer_remove_buffer per read rather
+    /// than one per message. Always 0 outside `relayToClient`.
+    private var decided = 0
+
+    private func moveDecided(to out: Stream) {
+        guard decided > 0 else { return }
+        _ = stream.move(upTo: decided, to: out)
+        decided = 0
+    }
+
+    /// Server messages `relayToClient` handles behind others not yet moved (it reads them at an offset):
+    /// rows, descriptions, completions, ReadyForQuery and the extended protocol's acknowledgements.
+    private static func relaysBehind(_ type: UInt8) -> Bool {
+        switch type {
+        case BackendMessageID.dataRow.rawValue, BackendMessageID.rowDescription.rawValue,
+             BackendMessageID.commandComplete.rawValue, BackendMessageID.readyForQuery.rawValue,
+             BackendMessageID.parseComplete.rawValue, BackendMessageID.bindComplete.rawValue,
+             BackendMessageID.closeComplete.rawValue, BackendMessageID.noData.rawValue,
+             BackendMessageID.parameterDescription.rawValue, BackendMessageID.portalSuspended.rawValue,
+             BackendMessageID.emptyQueryResponse.rawValue:
+            return true
+        default:
+            return false
+        }
+    }
 
     /// After the attached client was done: when a rider took its place, relay the rider's reply already buffered.
     private func relayToNextRider(after previous: ClientConnection) {
@@ -590,7 +644,7 @@ final class ServerConnection: StreamHandler, Hashable {
     /// The rows count at the end of a CommandComplete tag ("SELECT 3", "INSERT 0 5"), 0 when none.
     private func noteCommandComplete(total: Int) {
         guard total <= 64 else { return }
-        requestRows += stream.withContiguousInput(total) { bytes in
+        requestRows += stream.withSmallInput(at: decided, total) { bytes in
             var i = total - 1
             while i > 5 && bytes[i] == 0 { i -= 1 }
             var n = 0

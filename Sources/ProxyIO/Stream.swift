@@ -289,6 +289,32 @@ final class Stream {
         return (header.0, length)
     }
 
+    /// Type byte and length field of the message starting `offset` bytes into the buffered input.
+    @inline(__always)
+    func peekHeader(at offset: Int) -> (type: UInt8, length: Int32)? {
+        if offset == 0 { return peekHeader() }
+        guard !parked, evbuffer_get_length(input) >= offset + 5 else { return nil }
+        var pos = evbuffer_ptr()
+        evbuffer_ptr_set(input, &pos, offset, EVBUFFER_PTR_SET)
+        var header: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0, 0, 0, 0, 0)
+        _ = withUnsafeMutableBytes(of: &header) { evbuffer_copyout_from(input, &pos, $0.baseAddress, 5) }
+        let length = Int32(bitPattern: UInt32(header.1) << 24 | UInt32(header.2) << 16 | UInt32(header.3) << 8 | UInt32(header.4))
+        return (header.0, length)
+    }
+
+    /// `count` (at most 64) buffered bytes from `offset` on, copied to the stack for `body` (the caller
+    /// checked they are buffered). For small messages behind others not yet moved out of the input.
+    func withSmallInput<R>(at offset: Int, _ count: Int, _ body: (UnsafeRawBufferPointer) -> R) -> R {
+        precondition(count <= 64, "withSmallInput is for short messages")
+        var bytes: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
+        return withUnsafeMutableBytes(of: &bytes) { raw in
+            var pos = evbuffer_ptr()
+            evbuffer_ptr_set(input, &pos, offset, EVBUFFER_PTR_SET)
+            _ = evbuffer_copyout_from(input, &pos, raw.baseAddress, count)
+            return body(UnsafeRawBufferPointer(rebasing: raw[0..<count]))
+        }
+    }
+
     /// The byte at `offset` of the buffered input (the caller checked the length).
     func peekByte(at offset: Int) -> UInt8 {
         var pos = evbuffer_ptr()
