@@ -74,7 +74,7 @@ final class Pool {
         }
     }
 
-    var allServers: [ServerConnection] { machine.idle + Array(machine.active) + Array(opening) }
+    var allServers: [ServerConnection] { machine.idle + machine.active + Array(opening) }
 
     func request(for client: ClientConnection) { run(machine.clientRequests(client, now: proxy.loop.now)) }
 

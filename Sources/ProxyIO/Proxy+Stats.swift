@@ -21,7 +21,7 @@ extension Proxy {
             micros: micros, rows: UInt64(rows), outcome: sampleOutcome, bytesReceived: UInt64(bytesIn),
             bytesSent: UInt64(bytesOut), waitMicros: UInt64(server.waitMicros),
             transactionMicros: transactionSeconds.map { UInt64(max(0, $0) * 1_000_000) })
-        stats.record(sample, now: monotonicNow()) { fingerprint?.normalized ?? "(not inspected)" }
+        stats.record(sample, now: loop.now) { fingerprint?.normalized ?? "(not inspected)" }
         guard querySampler.shouldLog(micros: micros, random: &random) else { return }
         let client = server.client
         let line = QueryLogLine(

@@ -596,8 +596,21 @@ final class ServerConnection: StreamHandler, Hashable {
         requestFingerprints.append(fingerprint)
     }
 
-    /// Fingerprints of the requests still owed a ReadyForQuery, oldest first.
+    /// Fingerprints of the requests still owed a ReadyForQuery, oldest first from `requestFingerprintsHead`
+    /// (taken by index: removeFirst would shift the array at every statement).
     private var requestFingerprints: [Fingerprint?] = []
+    private var requestFingerprintsHead = 0
+
+    private func takeRequestFingerprint() -> Fingerprint? {
+        guard requestFingerprintsHead < requestFingerprints.count else { return nil }
+        let fingerprint = requestFingerprints[requestFingerprintsHead]
+        requestFingerprintsHead += 1
+        if requestFingerprintsHead == requestFingerprints.count {
+            requestFingerprints.removeAll(keepingCapacity: true)
+            requestFingerprintsHead = 0
+        }
+        return fingerprint
+    }
     /// When the transaction in progress began (its first request after the server was idle).
     private var transactionSince = 0.0
     /// Bytes relayed from the client and to the client since the last ReadyForQuery (SHOW STATS).
@@ -615,7 +628,7 @@ final class ServerConnection: StreamHandler, Hashable {
         let now = proxy.loop.now
         if pendingReady > 0 {
             pendingReady -= 1
-            let fingerprint = requestFingerprints.isEmpty ? nil : requestFingerprints.removeFirst()
+            let fingerprint = takeRequestFingerprint()
             // Statement durations matter to the shared pipeline only when the pool is saturated.
             if let fingerprint, proxy.pipelining, pool.isSaturated {
                 proxy.quickStatements.observe(fingerprint.id, micros: UInt64(max(0, now - requestSince) * 1e6))

@@ -9,7 +9,7 @@ final class PoolStateMachineTests: XCTestCase {
     private func assertCounts(_ p: Pool, idle: [String], active: Set<String>, connecting: Int, waiting: [Int],
                               file: StaticString = #filePath, line: UInt = #line) {
         XCTAssertEqual(p.idle, idle, "idle", file: file, line: line)
-        XCTAssertEqual(p.active, active, "active", file: file, line: line)
+        XCTAssertEqual(Set(p.active), active, "active", file: file, line: line)
         XCTAssertEqual(p.connecting, connecting, "connecting", file: file, line: line)
         XCTAssertEqual(p.waiting, waiting, "waiting", file: file, line: line)
         XCTAssertEqual(p.total, idle.count + active.count + connecting, "total", file: file, line: line)
@@ -299,6 +299,23 @@ final class PoolStateMachineTests: XCTestCase {
         XCTAssertEqual(p.clientRequests(2, now: 12), [.fail([2])])
         XCTAssertEqual(p.clientRequests(3, now: 16), [.connect])
         XCTAssertEqual(p.total, 1)
+    }
+
+    func testServersReleasedInAnyOrderLeaveExactlyTheOthersActive() {
+        var p = Pool(maxSize: 4)
+        for (client, server) in [(1, "a"), (2, "b"), (3, "c"), (4, "d")] {
+            _ = p.clientRequests(client)
+            XCTAssertEqual(p.serverConnected(server), [.attach(client, server)])
+        }
+        XCTAssertEqual(p.serverReleased("b"), [])
+        assertCounts(p, idle: ["b"], active: ["a", "c", "d"], connecting: 0, waiting: [])
+        XCTAssertEqual(p.serverReleased("b"), [], "a server released twice is ignored the second time")
+        XCTAssertEqual(p.serverClosed("a"), [])
+        assertCounts(p, idle: ["b"], active: ["c", "d"], connecting: 0, waiting: [])
+        XCTAssertEqual(p.serverReleased("d"), [])
+        XCTAssertEqual(p.serverReleased("c"), [])
+        assertCounts(p, idle: ["b", "d", "c"], active: [], connecting: 0, waiting: [])
+        XCTAssertEqual(p.total, 3)
     }
 
     func testUnexpectedEventsDoNotCorruptCounts() {

@@ -63,8 +63,9 @@ public struct PoolStateMachine<Client: Hashable, Server: Hashable> {
     public private(set) var retryNotBefore: Double = 0
     /// Idle servers, most recently used last (reused first: keeps the working set warm).
     public private(set) var idle: [Server] = []
-    /// Servers given to clients.
-    public private(set) var active: Set<Server> = []
+    /// Servers given to clients, in no order. An array rather than a set: a pool holds tens of servers, and
+    /// finding one among them costs less than hashing it twice per transaction (attach, release).
+    public private(set) var active: [Server] = []
     /// Connections being opened or logging in.
     public private(set) var connecting = 0
     /// Clients waiting for a server, first come first served.
@@ -80,7 +81,7 @@ public struct PoolStateMachine<Client: Hashable, Server: Hashable> {
 
     public mutating func clientRequests(_ client: Client, now: Double = 0) -> Actions {
         if let server = idle.popLast() {
-            active.insert(server)
+            active.append(server)
             return Actions(.attach(client, server))
         }
         if total == 0 && now < retryNotBefore {
@@ -111,7 +112,7 @@ public struct PoolStateMachine<Client: Hashable, Server: Hashable> {
 
     /// A server came back clean from a client (reset done). A server the pool does not hold as active is ignored.
     public mutating func serverReleased(_ server: Server) -> Actions {
-        guard active.remove(server) != nil else { return Actions() }
+        guard removeActive(server) else { return Actions() }
         return serverAvailable(server)
     }
 
@@ -122,7 +123,7 @@ public struct PoolStateMachine<Client: Hashable, Server: Hashable> {
         }
         if !waiting.isEmpty {
             let client = waiting.removeFirst()
-            active.insert(server)
+            active.append(server)
             return Actions(.attach(client, server))
         }
         idle.append(server)
@@ -158,8 +159,18 @@ public struct PoolStateMachine<Client: Hashable, Server: Hashable> {
     /// A server went away (broken, or closed instead of reset).
     public mutating func serverClosed(_ server: Server, now: Double = 0) -> Actions {
         idle.removeAll { $0 == server }
-        active.remove(server)
+        removeActive(server)
         return growIfNeeded(now: now)
+    }
+
+    /// Takes `server` out of `active` (the last one fills its place); false when it was not there.
+    @discardableResult
+    private mutating func removeActive(_ server: Server) -> Bool {
+        // Searched from the end: a server released soon after it was attached is near the end.
+        guard let i = active.lastIndex(of: server) else { return false }
+        active.swapAt(i, active.count - 1)
+        active.removeLast()
+        return true
     }
 
     /// A new size (RELOAD): growing serves waiting clients at once; shrinking closes idle servers now and
