@@ -606,7 +606,8 @@ final class ServerConnection: StreamHandler, Hashable {
         let fingerprint = requestFingerprints[requestFingerprintsHead]
         requestFingerprintsHead += 1
         if requestFingerprintsHead == requestFingerprints.count {
-            requestFingerprints.removeAll(keepingCapacity: true)
+            // Usually the only one: popLast is cheap where removeAll(keepingCapacity:) is a generic replace.
+            if requestFingerprintsHead == 1 { requestFingerprints.removeLast() } else { requestFingerprints.removeAll(keepingCapacity: true) }
             requestFingerprintsHead = 0
         }
         return fingerprint

@@ -142,15 +142,22 @@ final class FingerprintTests: XCTestCase {
         let fragments = ["select", "SELECT", "in", "IN", "(", ")", ",", ";", " ", "  ", "\n", "-", "+", "1", "2.5", "1e5",
                          "'s'", "'it''s'", "E'\\''", "$1", "$22", "$$x$$", "$q$y$q$", "\"Id\"", "\"a\"\"b\"", "x", "y_1",
                          "::", ":", ".", "..", "[", "]", "<>", "->>", "--c\n", "/*c*/", "/* /* */ */", "$", "@", "=", "*",
-                         "'open", "\"open", "$t$open", "/*open", "0x1F", "B'1'", "N'n'", "U&'u'"]
+                         "'open", "\"open", "$t$open", "/*open", "0x1F", "B'1'", "N'n'", "U&'u'",
+                         // Letters that can prefix a string, glued to what follows by the soup: e'..', u&"..", _'..'.
+                         "e", "E", "b", "x", "n", "u", "U", "_", "&", "'q'", "\"q\"", "in(", "IN (1,2)", "a$1", "t_"]
         var rng = RoutingTestRNG(seed: 0x5EED)   // SplitMix64, from BackendsTests
-        for _ in 0..<4_000 {
+        for _ in 0..<8_000 {
             var sql = ""
             for _ in 0..<Int(rng.next() % 14) {
                 sql += fragments[Int(rng.next() % UInt64(fragments.count))]
                 if rng.next() % 3 == 0 { sql += " " }
             }
-            XCTAssertEqual(onePassID(sql), Fingerprint.of(sql).id, "\(sql)")
+            if let id = onePassID(sql) {
+                XCTAssertEqual(id, Fingerprint.of(sql).id, "\(sql)")
+            } else {
+                // Only a Unicode-escaped identifier is left to the full fingerprint (no other non-ASCII here).
+                XCTAssertTrue(sql.lowercased().contains("u&\""), "\(sql)")
+            }
         }
     }
 

@@ -143,7 +143,31 @@ public struct Fingerprint: Hashable, Sendable, CustomStringConvertible {
         var i = 0
         var pendingSemicolons = 0
         var hasStrings = false
-        while let t = SQLLexer.scan(s, from: i) {
+        let n = s.count
+        while true {
+            // Spaces and plain words, the bulk of a statement, are read here as `SQLLexer.scan` reads them
+            // (a word is hashed while it is scanned); anything else goes through the lexer.
+            while i < n && SQLLexer.isSpace(s[i]) { i += 1 }
+            if i < n, pendingSemicolons == 0, SQLLexer.isPlainWordStart(s, at: i) {
+                h.separate()
+                let start = i
+                repeat {
+                    let b = s[i]
+                    if b >= 0x80 { return nil }
+                    h.byte(b >= 65 && b <= 90 ? b | 0x20 : b)
+                    i += 1
+                } while i < n && SQLLexer.isIdentChar(s[i])
+                if i - start == 2, s[start] | 0x20 == UInt8(ascii: "i"), s[start + 1] | 0x20 == UInt8(ascii: "n"),
+                   let (close, strings) = literalListEnd(s, from: i) {
+                    h.token(UInt8(ascii: "("))
+                    h.placeholder()
+                    h.token(UInt8(ascii: ")"))
+                    i = close
+                    hasStrings = hasStrings || strings
+                }
+                continue
+            }
+            guard let t = SQLLexer.scan(s, from: i) else { break }
             i = t.range.upperBound
             if t.kind == .semicolon {
                 // Dropped when trailing: written only once another token follows.

@@ -448,6 +448,22 @@ public enum SQLLexer {
         return j
     }
 
+    /// Whether a plain word starts at `i`: an ASCII letter or `_` that `scan` would read as a word, not as
+    /// the prefix of a string (E'..', B'..', X'..', N'..', U&'..', U&"..").
+    @inline(__always)
+    static func isPlainWordStart(_ s: UnsafeBufferPointer<UInt8>, at i: Int) -> Bool {
+        let c = s[i]
+        guard isLetter(c) || c == 95 else { return false }
+        guard i + 1 < s.count else { return true }
+        let next = s[i + 1]
+        let lower = c | 0x20
+        if next == quote && (lower == UInt8(ascii: "e") || lower == UInt8(ascii: "b") || lower == UInt8(ascii: "x") || lower == UInt8(ascii: "n")) && c != 95 {
+            return false
+        }
+        if lower == UInt8(ascii: "u") && next == UInt8(ascii: "&") { return false }
+        return true
+    }
+
     /// A word, or a prefixed string: E'..', B'..', X'..', N'..', U&'..', U&"..".
     private static func scanWord(_ s: UnsafeBufferPointer<UInt8>, from i: Int) -> RawToken {
         let n = s.count
