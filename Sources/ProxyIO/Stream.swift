@@ -293,7 +293,9 @@ final class Stream {
     @inline(__always)
     func peekHeader(at offset: Int) -> (type: UInt8, length: Int32)? {
         if offset == 0 { return peekHeader() }
-        guard !parked, evbuffer_get_length(input) >= offset + 5 else { return nil }
+        guard !parked else { return nil }
+        if let front = contiguousFront(offset + 5) { return Self.header(at: front + offset) }
+        guard evbuffer_get_length(input) >= offset + 5 else { return nil }
         var pos = evbuffer_ptr()
         evbuffer_ptr_set(input, &pos, offset, EVBUFFER_PTR_SET)
         var header: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0, 0, 0, 0, 0)
@@ -306,6 +308,7 @@ final class Stream {
     /// checked they are buffered). For small messages behind others not yet moved out of the input.
     func withSmallInput<R>(at offset: Int, _ count: Int, _ body: (UnsafeRawBufferPointer) -> R) -> R {
         precondition(count <= 64, "withSmallInput is for short messages")
+        if let front = contiguousFront(offset + count) { return body(UnsafeRawBufferPointer(start: front + offset, count: count)) }
         var bytes: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
         return withUnsafeMutableBytes(of: &bytes) { raw in
             var pos = evbuffer_ptr()
@@ -315,8 +318,27 @@ final class Stream {
         }
     }
 
+    /// Type byte and length field of the header at `h`.
+    @inline(__always)
+    private static func header(at h: UnsafeRawPointer) -> (type: UInt8, length: Int32) {
+        let length = Int32(bitPattern: UInt32(h.load(fromByteOffset: 1, as: UInt8.self)) << 24
+            | UInt32(h.load(fromByteOffset: 2, as: UInt8.self)) << 16
+            | UInt32(h.load(fromByteOffset: 3, as: UInt8.self)) << 8 | UInt32(h.load(fromByteOffset: 4, as: UInt8.self)))
+        return (h.load(as: UInt8.self), length)
+    }
+
+    /// The start of the buffered input when its first extent holds at least `count` bytes (the usual case for
+    /// the replies of one read): headers are read there in place. Valid until the input changes.
+    @inline(__always)
+    private func contiguousFront(_ count: Int) -> UnsafeRawPointer? {
+        var vec = iovec()
+        guard evbuffer_peek(input, count, nil, &vec, 1) == 1, vec.iov_len >= count, let base = vec.iov_base else { return nil }
+        return UnsafeRawPointer(base)
+    }
+
     /// The byte at `offset` of the buffered input (the caller checked the length).
     func peekByte(at offset: Int) -> UInt8 {
+        if let front = contiguousFront(offset + 1) { return front.load(fromByteOffset: offset, as: UInt8.self) }
         var pos = evbuffer_ptr()
         evbuffer_ptr_set(input, &pos, offset, EVBUFFER_PTR_SET)
         var byte: UInt8 = 0
