@@ -157,14 +157,7 @@ public struct Fingerprint: Hashable, Sendable, CustomStringConvertible {
                     h.byte(b >= 65 && b <= 90 ? b | 0x20 : b)
                     i += 1
                 } while i < n && SQLLexer.isIdentChar(s[i])
-                if i - start == 2, s[start] | 0x20 == UInt8(ascii: "i"), s[start + 1] | 0x20 == UInt8(ascii: "n"),
-                   let (close, strings) = literalListEnd(s, from: i) {
-                    h.token(UInt8(ascii: "("))
-                    h.placeholder()
-                    h.token(UInt8(ascii: ")"))
-                    i = close
-                    hasStrings = hasStrings || strings
-                }
+                collapseInList(s, afterWord: start..<i, at: &i, into: &h, hasStrings: &hasStrings)
                 continue
             }
             guard let t = SQLLexer.scan(s, from: i) else { break }
@@ -186,15 +179,7 @@ public struct Fingerprint: Hashable, Sendable, CustomStringConvertible {
                     if b >= 0x80 { return nil }
                     h.byte(b >= 65 && b <= 90 ? b | 0x20 : b)
                 }
-                if t.range.count == 2, s[t.range.lowerBound] | 0x20 == UInt8(ascii: "i"), s[t.range.lowerBound + 1] | 0x20 == UInt8(ascii: "n"),
-                   let (close, strings) = literalListEnd(s, from: i) {
-                    // IN (literal, ...): one placeholder, as `normalize` writes it.
-                    h.token(UInt8(ascii: "("))
-                    h.placeholder()
-                    h.token(UInt8(ascii: ")"))
-                    i = close
-                    hasStrings = hasStrings || strings
-                }
+                collapseInList(s, afterWord: t.range, at: &i, into: &h, hasStrings: &hasStrings)
             case .quotedIdentifier:
                 // The raw content of "..." is the unescaped content with its quotes doubled again.
                 guard t.escapes == .none else { return nil }
@@ -216,6 +201,20 @@ public struct Fingerprint: Hashable, Sendable, CustomStringConvertible {
             }
         }
         return (h.value, h.check, hasStrings)
+    }
+
+    /// After `word` (ending at `i`): when it is IN followed by `(literal, ...)`, the list is hashed as one
+    /// placeholder, as `normalize` writes it, and `i` moves past it.
+    @inline(__always)
+    private static func collapseInList(_ s: UnsafeBufferPointer<UInt8>, afterWord word: Range<Int>, at i: inout Int,
+                                       into h: inout NormalizedHash, hasStrings: inout Bool) {
+        guard word.count == 2, s[word.lowerBound] | 0x20 == UInt8(ascii: "i"), s[word.lowerBound + 1] | 0x20 == UInt8(ascii: "n"),
+              let (close, strings) = literalListEnd(s, from: i) else { return }
+        h.token(UInt8(ascii: "("))
+        h.placeholder()
+        h.token(UInt8(ascii: ")"))
+        i = close
+        hasStrings = hasStrings || strings
     }
 
     /// After the word IN at `i`: the index after `( literal [, literal]... )` (as `literalListEnd` on tokens) and
