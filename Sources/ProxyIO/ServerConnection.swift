@@ -85,9 +85,9 @@ final class ServerConnection: StreamHandler, Hashable {
     // Relay state: bytes still to forward of the current server message.
     private var remaining = 0
     /// ReadyForQuery messages owed by the server (one per Query, Sync, FunctionCall the client sent).
-    private(set) var pendingReady = 0
+    var pendingReady = 0
     /// When the oldest request still owed a ReadyForQuery was sent (statement_timeout runs from here).
-    private(set) var requestSince = 0.0
+    var requestSince = 0.0
     /// When the last ReadyForQuery arrived (idle-in-transaction and idle-client clocks run from here).
     var readySince = 0.0
     /// statement_timeout: when the proxy cancelled the running statement; nil when it has not.
@@ -505,7 +505,7 @@ final class ServerConnection: StreamHandler, Hashable {
                 if watchCommandTags, stream.withSmallInput(at: decided, min(total, 14), { $0.dropFirst(5).starts(with: "ROLLBACK".utf8) }) {
                     transactionFailed = true
                 }
-                noteCommandComplete(total: total)
+                noteCommandComplete(total: total, at: decided)
             case BackendMessageID.errorResponse.rawValue:
                 if total <= 65_536 && stream.inputLength < total { return }
                 noteError(total: total)
@@ -585,114 +585,21 @@ final class ServerConnection: StreamHandler, Hashable {
         if case .active = phase, let next = client, next !== previous, stream.inputLength > 0 { relayToClient() }
     }
 
-    /// The client sent a Query, Sync or FunctionCall: one more ReadyForQuery is owed. `fingerprint` is the
-    /// statement's (nil when unknown: too large, a function call).
-    func requestSent(_ fingerprint: Fingerprint?) {
-        if pendingReady == 0 {
-            requestSince = proxy.loop.now
-            if transactionStatus == .idle { transactionSince = requestSince }
-        }
-        pendingReady += 1
-        requestFingerprints.append(fingerprint)
-    }
-
     /// Fingerprints of the requests still owed a ReadyForQuery, oldest first from `requestFingerprintsHead`
     /// (taken by index: removeFirst would shift the array at every statement).
-    private var requestFingerprints: [Fingerprint?] = []
-    private var requestFingerprintsHead = 0
-
-    private func takeRequestFingerprint() -> Fingerprint? {
-        guard requestFingerprintsHead < requestFingerprints.count else { return nil }
-        let fingerprint = requestFingerprints[requestFingerprintsHead]
-        requestFingerprintsHead += 1
-        if requestFingerprintsHead == requestFingerprints.count {
-            // Usually the only one: popLast is cheap where removeAll(keepingCapacity:) is a generic replace.
-            if requestFingerprintsHead == 1 { requestFingerprints.removeLast() } else { requestFingerprints.removeAll(keepingCapacity: true) }
-            requestFingerprintsHead = 0
-        }
-        return fingerprint
-    }
+    var requestFingerprints: [Fingerprint?] = []
+    var requestFingerprintsHead = 0
     /// When the transaction in progress began (its first request after the server was idle).
-    private var transactionSince = 0.0
+    var transactionSince = 0.0
     /// Bytes relayed from the client and to the client since the last ReadyForQuery (SHOW STATS).
     var bytesIn = 0
-    private var bytesOut = 0
+    var bytesOut = 0
     /// Microseconds the attached client waited for this server, charged to its first statement.
     var waitMicros = 0
     /// Rows reported by CommandComplete, and the SQLSTATE of the first error, in the oldest request.
-    private var requestRows = 0
-    private var requestError: String?
+    var requestRows = 0
+    var requestError: String?
 
-    /// A ReadyForQuery arrived: the oldest request is done (stats, query log); the next one, if pipelined,
-    /// starts its clock now.
-    private func requestAnswered() {
-        let now = proxy.loop.now
-        if pendingReady > 0 {
-            pendingReady -= 1
-            let fingerprint = takeRequestFingerprint()
-            // Statement durations matter to the shared pipeline only when the pool is saturated.
-            if let fingerprint, proxy.pipelining, pool.isSaturated {
-                proxy.quickStatements.observe(fingerprint.id, micros: UInt64(max(0, now - requestSince) * 1e6))
-            }
-            let outcome: StatementOutcome = cancelSentAt != nil ? .timeout : requestError.map { .error($0) } ?? .ok
-            let transactionSeconds: Double? = transactionStatus == .idle ? now - transactionSince : nil
-            proxy.statementFinished(on: self, fingerprint: fingerprint, seconds: now - requestSince, rows: requestRows,
-                                    outcome: outcome, transactionSeconds: transactionSeconds, bytesIn: bytesIn, bytesOut: bytesOut)
-            waitMicros = 0
-        }
-        bytesIn = 0
-        bytesOut = 0
-        requestRows = 0
-        requestError = nil
-        requestSince = pendingReady > 0 ? now : 0
-        readySince = now
-        cancelSentAt = nil
-        cancelInFlight = false
-    }
-
-    /// A rider became the attached client: its statement, its transaction, started at the last ReadyForQuery.
-    func startedRiderStatement() {
-        transactionSince = requestSince
-    }
-
-    /// The rows count at the end of a CommandComplete tag ("SELECT 3", "INSERT 0 5"), 0 when none.
-    private func noteCommandComplete(total: Int) {
-        guard total <= 64 else { return }
-        requestRows += stream.withSmallInput(at: decided, total) { bytes in
-            var i = total - 1
-            while i > 5 && bytes[i] == 0 { i -= 1 }
-            var n = 0
-            var scale = 1
-            while i > 5, bytes[i] >= 48, bytes[i] <= 57 {
-                n += Int(bytes[i] - 48) * scale
-                scale *= 10
-                i -= 1
-            }
-            return n
-        }
-    }
-
-    /// The first error's SQLSTATE in the current request (read from a whole ErrorResponse in the input).
-    private func noteError(total: Int) {
-        guard requestError == nil, total <= 65_536, stream.inputLength >= total else { return }
-        requestError = ErrorFields(payload: Array(stream.peek(max: total).dropFirst(5))).sqlState
-    }
-
-    /// After the proxy cancelled a statement for statement_timeout, the server's "canceling statement due
-    /// to user request" becomes Switchyard's statement-timeout error. True when the message was replaced.
-    private func replacedTimeoutError(total: Int, out: Stream) -> Bool {
-        guard cancelSentAt != nil, total <= 65_536, stream.inputLength >= total else { return false }
-        let fields = ErrorFields(payload: Array(stream.peek(max: total).dropFirst(5)))
-        guard fields.sqlState == SQLState.queryCanceled else { return false }
-        stream.drain(total)
-        out.write(ProxyMessages.error(severity: "ERROR", code: SQLState.queryCanceled,
-                                      message: Self.statementTimeoutMessage(cancelledAfter)))
-        return true
-    }
-
-    static func statementTimeoutMessage(_ seconds: Double) -> String {
-        "canceling statement due to statement timeout (switchyard statement_timeout = \(ConfigUnits.renderDuration(seconds)))"
-    }
     /// A RowDescription held back while the query may still be retried on the primary.
     private var heldRowDescription: [UInt8]?
 
