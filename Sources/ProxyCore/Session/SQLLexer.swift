@@ -457,7 +457,7 @@ public enum SQLLexer {
         guard i + 1 < s.count else { return true }
         let next = s[i + 1]
         let lower = c | 0x20
-        if next == quote && (lower == UInt8(ascii: "e") || lower == UInt8(ascii: "b") || lower == UInt8(ascii: "x") || lower == UInt8(ascii: "n")) && c != 95 {
+        if next == quote && (lower == UInt8(ascii: "e") || lower == UInt8(ascii: "b") || lower == UInt8(ascii: "x") || lower == UInt8(ascii: "n")) {
             return false
         }
         if lower == UInt8(ascii: "u") && next == UInt8(ascii: "&") { return false }
