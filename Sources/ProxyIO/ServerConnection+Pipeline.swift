@@ -10,9 +10,10 @@
 // behind a long query. A rider's statement runs when the ones before it are done; its statement timeout
 // starts then. A cancel request for a rider whose statement has not started yet is sent when it starts,
 // unless other riders follow it (a late cancel could then reach their statement): it is dropped, and
-// logged. While a cancel is on its way nobody boards. A rider waits at most query_wait_timeout for its statement to start (then it gets the
-// error and its reply is dropped). On a replica each rider keeps a copy of its Query: a 25006 or a lost
-// connection before its reply sends it to the primary, as for any lone read.
+// logged. While a cancel is on its way nobody boards. A rider waits at most query_wait_timeout for its
+// statement to start (then it gets the error and its reply is dropped). On a replica each rider keeps a
+// copy of its Query: a 25006 or a lost connection before its reply sends it to the primary, as for any
+// lone read.
 import PGWire
 import ProxyCore
 

@@ -281,31 +281,17 @@ final class Stream {
     }
 
     /// Type byte and length field of the next message, if 5 bytes are buffered. No allocation.
-    func peekHeader() -> (type: UInt8, length: Int32)? {
-        guard !parked, evbuffer_get_length(input) >= 5 else { return nil }
-        var header: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0, 0, 0, 0, 0)
-        _ = withUnsafeMutableBytes(of: &header) { evbuffer_copyout(input, $0.baseAddress, 5) }
-        let length = Int32(bitPattern: UInt32(header.1) << 24 | UInt32(header.2) << 16 | UInt32(header.3) << 8 | UInt32(header.4))
-        return (header.0, length)
-    }
+    func peekHeader() -> (type: UInt8, length: Int32)? { peekHeader(at: 0) }
 
     /// Type byte and length field of the message starting `offset` bytes into the buffered input.
     @inline(__always)
     func peekHeader(at offset: Int) -> (type: UInt8, length: Int32)? {
-        if offset == 0 { return peekHeader() }
-        guard !parked else { return nil }
-        if let front = contiguousFront(offset + 5) { return Self.header(at: front + offset) }
-        guard evbuffer_get_length(input) >= offset + 5 else { return nil }
-        var pos = evbuffer_ptr()
-        evbuffer_ptr_set(input, &pos, offset, EVBUFFER_PTR_SET)
-        var header: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0, 0, 0, 0, 0)
-        _ = withUnsafeMutableBytes(of: &header) { evbuffer_copyout_from(input, &pos, $0.baseAddress, 5) }
-        let length = Int32(bitPattern: UInt32(header.1) << 24 | UInt32(header.2) << 16 | UInt32(header.3) << 8 | UInt32(header.4))
-        return (header.0, length)
+        guard !parked, evbuffer_get_length(input) >= offset + 5 else { return nil }
+        return withSmallInput(at: offset, 5) { Self.header(at: $0.baseAddress!) }
     }
 
-    /// `count` (at most 64) buffered bytes from `offset` on, copied to the stack for `body` (the caller
-    /// checked they are buffered). For small messages behind others not yet moved out of the input.
+    /// `count` (at most 64) buffered bytes from `offset` on, for `body`: in place when the input's first extent
+    /// holds them, else copied to the stack (the caller checked they are buffered). Headers, tags, single bytes.
     func withSmallInput<R>(at offset: Int, _ count: Int, _ body: (UnsafeRawBufferPointer) -> R) -> R {
         precondition(count <= 64, "withSmallInput is for short messages")
         if let front = contiguousFront(offset + count) { return body(UnsafeRawBufferPointer(start: front + offset, count: count)) }
@@ -338,12 +324,7 @@ final class Stream {
 
     /// The byte at `offset` of the buffered input (the caller checked the length).
     func peekByte(at offset: Int) -> UInt8 {
-        if let front = contiguousFront(offset + 1) { return front.load(fromByteOffset: offset, as: UInt8.self) }
-        var pos = evbuffer_ptr()
-        evbuffer_ptr_set(input, &pos, offset, EVBUFFER_PTR_SET)
-        var byte: UInt8 = 0
-        _ = evbuffer_copyout_from(input, &pos, &byte, 1)
-        return byte
+        withSmallInput(at: offset, 1) { $0[0] }
     }
 
     /// The first `count` buffered bytes as one contiguous buffer, without copying them out (libevent may
