@@ -11,7 +11,8 @@ extension ClientConnection {
     /// Graceful shutdown may close this client now: it is not inside a transaction or a statement.
     var canCloseForShutdown: Bool {
         switch phase {
-        case .startup, .idle, .admin, .waitingForServer, .closed: return true
+        case .idle: return !heldBegin
+        case .startup, .admin, .waitingForServer, .closed: return true
         case .settingUp, .riding: return false
         case .active(let server):
             return server.pendingReady == 0 && server.transactionStatus == .idle && remaining == 0 && !server.unsynced
@@ -24,7 +25,7 @@ extension ClientConnection {
         case .startup: return .login(since: connectedAt)
         // A rider waits for its statement to start as it would wait for a server (query_wait_timeout).
         case .waitingForServer, .riding: return .waitingForServer(since: waitingSince)
-        case .idle: return .idle(since: idleSince)
+        case .idle: return heldBegin ? .idleInTransaction(since: idleSince) : .idle(since: idleSince)
         case .active(let server):
             if server.pendingReady > 0 { return .running(since: server.requestSince, cancelSentAt: server.cancelSentAt) }
             if remaining > 0 || stream.inputLength > 0 { return .untimed }

@@ -12,6 +12,7 @@ extension ClientConnection {
     func relayTransaction(to server: ServerConnection) {
         let out = server.stream
         let maxLength = proxy.config.proxy.maxPacketSize
+        if heldBegin { sendHeldBegin(to: server) }
         loop: while case .active(let current) = phase, current === server {
             if remaining > 0 {
                 guard forwardOwedBytes(to: server) else { break }
@@ -196,6 +197,18 @@ extension ClientConnection {
         }
     }
 
+    /// The BEGIN the proxy answered goes first, in the same write as the client's next statement; its
+    /// replies (CommandComplete, ReadyForQuery 'T') were answered already and are dropped. It is timed and
+    /// recorded like any statement.
+    private func sendHeldBegin(to server: ServerConnection) {
+        heldBegin = false
+        server.stream.write(ProxyMessages.query("BEGIN"))
+        server.requestSent(proxy.beginFingerprint)
+        server.tracker.sent(.query, .swallow)
+        server.unsynced = false
+        server.boardable = false
+    }
+
     /// A lone autocommit read is going to `server`: other clients' lone reads may ride behind it
     /// (ServerConnection+Pipeline.swift).
     private func offerPipeline(on server: ServerConnection, fingerprint: Fingerprint, effects: Bool, total: Int) {
@@ -216,6 +229,10 @@ extension ClientConnection {
         if stream.readingPaused { stream.resumeReading() }
         while case .idle = phase {
             guard let (type, lengthField) = stream.peekHeader() else { return }
+            // Leaving needs no server (a BEGIN held by the proxy never reached one).
+            if type == FrontendMessageID.terminate.rawValue { return disconnected(reason: "client terminated") }
+            // Inside a transaction the proxy began for the client: whatever comes next needs its server.
+            if heldBegin { return requestServer() }
             let total = Int(lengthField) + 1
             guard lengthField >= 4, total <= inspectLimit else { return requestServer() }
             guard stream.inputLength >= total else { return }
@@ -237,8 +254,18 @@ extension ClientConnection {
                 seenEpochs[close.name] = nil
                 reply = ProxyMessages.closeComplete()
             case .query?:
-                guard let answer = proxySettingReply(total: total, status: .idle) else { return requestServer() }
-                reply = answer
+                if let answer = proxySettingReply(total: total, status: .idle) {
+                    reply = answer
+                } else if proxy.config.proxy.deferBegin == .on,
+                          let tag = stream.withContiguousInput(total, { DeferrableBegin.tag(payload: UnsafeRawBufferPointer(rebasing: $0[5...])) }) {
+                    // Answered here; sent with the next statement (sendHeldBegin), which then needs a server.
+                    stream.drain(total)
+                    heldBegin = true
+                    idleSince = proxy.loop.now
+                    reply = ProxyMessages.commandComplete(tag) + ProxyMessages.readyForQuery(.inTransaction)
+                } else {
+                    return requestServer()
+                }
             case .sync?:
                 reply = ProxyMessages.readyForQuery(.idle)
             case .flush?:
@@ -323,11 +350,12 @@ extension ClientConnection {
     func pendingRoute() -> (RouteRequest, RoutePreference) {
         // Only a primary: nothing to decide, so nothing is classified.
         if proxy.config.replicas.isEmpty { return (.write, .auto) }
-        var write = false
+        // Inside a transaction begun with a plain BEGIN (answered by the proxy): routed as that BEGIN was.
+        var write = heldBegin
         var hint: RouteHint?
         var offset = 0
         let available = stream.inputLength
-        scan: while offset + 5 <= available, offset < inspectLimit {
+        scan: while !heldBegin, offset + 5 <= available, offset < inspectLimit {
             let header = stream.peek(max: offset + 5).suffix(5)
             let type = header.first!
             let lengthField = Int(Int32(bigEndianBytes: Array(header), at: 1))

@@ -61,6 +61,9 @@ final class ClientConnection: StreamHandler, Hashable {
     var forcePrimary = false
     /// The current server was chosen for a write (a write transaction ends with a WAL position query).
     var routedWrite = false
+    /// Transaction mode: the client's BEGIN was answered by the proxy (defer_begin); it goes to the server
+    /// with the client's next statement, and the client is in a transaction meanwhile.
+    var heldBegin = false
     /// When the client last became idle without a server (transaction mode; client_idle_timeout).
     var idleSince = 0.0
     /// Admin console: a command (PAUSE) is still running; further input waits.
@@ -262,8 +265,8 @@ final class ClientConnection: StreamHandler, Hashable {
     func requestServer() {
         guard let current = pool else { return }
         let now = proxy.loop.now
-        if proxy.shuttingDown && greeted {
-            // No new transaction starts during shutdown.
+        if proxy.shuttingDown && greeted && !heldBegin {
+            // No new transaction starts during shutdown (one the client began, held by the proxy, goes on).
             return fail(code: SQLState.adminShutdown, message: "switchyard is shutting down", reason: "shutdown")
         }
         if proxy.isPaused(current.database) {
@@ -372,6 +375,8 @@ final class ClientConnection: StreamHandler, Hashable {
     /// Answers the client's next batch (a Query, or extended messages through Sync) with an error, without a server.
     func rejectPendingBatch(code: String, message: String) {
         routedQueryFingerprint = nil
+        // A BEGIN the proxy answered never reached a server: ReadyForQuery below tells the client it is idle.
+        heldBegin = false
         phase = .idle
         idleSince = proxy.loop.now
         while let (type, lengthField) = stream.peekHeader() {

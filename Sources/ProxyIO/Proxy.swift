@@ -49,6 +49,8 @@ public final class Proxy {
     var quickStatements: QuickStatements
     /// The shared pipeline is on (server_pipeline_depth > 1).
     var pipelining: Bool { config.proxy.serverPipelineDepth > 1 }
+    /// The statement shape BEGINs held by the proxy (defer_begin) are recorded under.
+    private(set) lazy var beginFingerprint: Fingerprint = classifier.fingerprints.of("BEGIN")
     /// When the next periodic stats summary line is due.
     private var nextSummary = 0.0
     /// Clients whose read waits for a replica to replay their own write (read-your-writes).

@@ -149,7 +149,7 @@ extension ClientConnection {
     /// Sends this client's lone quick read behind the requests in flight on `server`, if it has one and the
     /// server takes it.
     func ride(_ server: ServerConnection) -> Bool {
-        guard greeted, poolMode == .transaction, server.accepts(self), let (total, fingerprint) = loneRead() else { return false }
+        guard greeted, poolMode == .transaction, !heldBegin, server.accepts(self), let (total, fingerprint) = loneRead() else { return false }
         routedQueryFingerprint = nil
         routedWrite = false
         remaining = 0

@@ -147,7 +147,9 @@ def test_waiting_clients_ride_behind_the_next_lone_read(cluster, tx_proxy, lock_
     gets the server and the other two are sent behind it at once."""
     p, mport = one_server_proxy(tx_proxy, "BEGIN", "COMMIT", "SELECT 0 AS n, 'queued 0'::text")
     holder = raw_login(p)
-    holder.send(query("BEGIN"))
+    holder.send(query("BEGIN"))  # answered by the proxy (defer_begin): the server is taken by the next statement
+    answer(holder)
+    holder.send(query("SELECT 'holder'"))
     answer(holder)
     queued = [raw_login(p) for _ in range(3)]
     for i, c in enumerate(queued):
@@ -248,7 +250,9 @@ def test_a_newcomer_does_not_overtake_clients_already_waiting(cluster, tx_proxy,
     p, mport = one_server_proxy(tx_proxy, "BEGIN", "COMMIT", "SELECT 'newcomer'")
     head, held = held_read(p, cluster)
     waiter = raw_login(p)
-    waiter.send(query("BEGIN"))
+    waiter.send(query("BEGIN"))  # answered by the proxy (defer_begin); its first statement waits for the server
+    answer(waiter)
+    waiter.send(query("SELECT 'waiter'"))
     time.sleep(0.1)
     newcomer = raw_login(p)
     newcomer.send(query("SELECT 'newcomer'"))
@@ -256,7 +260,7 @@ def test_a_newcomer_does_not_overtake_clients_already_waiting(cluster, tx_proxy,
     assert pipelined(mport) == 0
     held.release()
     assert answer(head) == [["0"]]
-    answer(waiter)
+    assert answer(waiter) == [["waiter"]]
     waiter.send(query("COMMIT"))
     answer(waiter)
     assert answer(newcomer) == [["newcomer"]]

@@ -527,7 +527,7 @@ final class ConfigParserTests: XCTestCase {
         let proxyKeys = ConfigKeys.keys(in: .proxy).map(\.name)
         XCTAssertEqual(proxyKeys, [
             "listen_addr", "listen_port", "pool_mode", "auth_type", "auth_file", "default_pool_size",
-            "min_pool_size", "max_prepared_statements", "server_pipeline_depth", "server_pipeline_max_latency", "server_idle_timeout", "server_lifetime",
+            "min_pool_size", "max_prepared_statements", "server_pipeline_depth", "server_pipeline_max_latency", "defer_begin", "server_idle_timeout", "server_lifetime",
             "server_check_delay", "server_check_query", "health_check_interval", "health_check_timeout",
             "health_check_failures", "health_check_reset_timeout", "health_check_successes", "health_check_user",
             "health_check_database", "replica_fallback", "max_replica_lag", "max_replica_lag_bytes", "load_balance",

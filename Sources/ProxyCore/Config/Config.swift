@@ -151,6 +151,12 @@ public enum BackendRole: String, Sendable {
     case replica
 }
 
+/// A feature switch.
+public enum Toggle: String, CaseIterable, Sendable {
+    case on
+    case off
+}
+
 /// `read_your_writes`: after a client's write commits, its reads go only to replicas that replayed it.
 public enum ReadYourWrites: String, CaseIterable, Sendable {
     case lsn
@@ -228,6 +234,8 @@ public struct ProxySettings: Equatable, Sendable {
     public var serverPipelineDepth: Int = 4
     /// Only statement shapes whose recent mean duration is below this (seconds) ride or are ridden.
     public var serverPipelineMaxLatency: Double = 0.005
+    /// Transaction mode: a plain BEGIN is answered by the proxy and sent to the server with the next statement.
+    public var deferBegin: Toggle = .on
     /// Seconds an idle server connection may stay open (above min_pool_size); 0 keeps it.
     public var serverIdleTimeout: Double = 600
     /// Seconds after which a server connection is closed when next idle; 0 keeps it.

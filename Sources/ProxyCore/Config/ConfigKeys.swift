@@ -127,6 +127,8 @@ public enum ConfigKeys {
                "Transaction mode: a client's lone autocommit read may be sent behind another client's on a busy server connection (same backend and session settings), up to this many clients per connection; 1 turns it off."),
         .proxy("server_pipeline_max_latency", \.serverPipelineMaxLatency, .duration,
                "Only statements whose recent mean duration (per fingerprint, on this worker) is below this are sent behind another or have others sent behind them: nobody waits behind a long query."),
+        .proxy("defer_begin", \.deferBegin, .choice(Toggle.self),
+               "Transaction mode: a plain BEGIN (or START TRANSACTION) is answered by the proxy and sent with the client's next statement, so a transaction takes a server one round trip later (now() is then the time of that statement)."),
         .proxy("server_idle_timeout", \.serverIdleTimeout, .duration,
                "An idle server connection above min_pool_size is closed after this long; 0 keeps it."),
         .proxy("server_lifetime", \.serverLifetime, .duration,

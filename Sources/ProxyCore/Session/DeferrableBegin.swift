@@ -1,0 +1,60 @@
+// A transaction start the proxy may answer itself and send to the server later, with the client's next
+// statement (`defer_begin`): one round trip less per transaction, and no server held by a client that
+// began a transaction and has not yet sent anything in it.
+
+public enum DeferrableBegin {
+    /// The CommandComplete tag Postgres sends for the Query payload `payload` (its text and terminating NUL)
+    /// when it is `BEGIN`, `BEGIN WORK`, `BEGIN TRANSACTION` or `START TRANSACTION` (any case), with only
+    /// spaces and at most one `;` around: "BEGIN" or "START TRANSACTION". Nil for anything else: options
+    /// (an isolation level can be refused), comments, a second statement, a missing or extra NUL. On an idle
+    /// server such a statement cannot fail.
+    public static func tag(payload: UnsafeRawBufferPointer) -> String? {
+        let n = payload.count
+        guard n >= 2, payload[n - 1] == 0 else { return nil }
+        var i = 0
+        var first: Word?
+        var second: Word?
+        var semicolon = false
+        while i < n - 1 {
+            let b = payload[i]
+            if b == 0x20 || b == 0x09 || b == 0x0A || b == 0x0D {
+                i += 1
+            } else if b == UInt8(ascii: ";") {
+                guard !semicolon, first != nil else { return nil }
+                semicolon = true
+                i += 1
+            } else if let (word, end) = Self.word(payload, at: i, before: n - 1) {
+                guard !semicolon, second == nil else { return nil }
+                if first == nil { first = word } else { second = word }
+                i = end
+            } else {
+                return nil
+            }
+        }
+        switch (first, second) {
+        case (.begin?, nil), (.begin?, .work?), (.begin?, .transaction?): return "BEGIN"
+        case (.start?, .transaction?): return "START TRANSACTION"
+        default: return nil
+        }
+    }
+
+    private enum Word { case begin, start, work, transaction }
+    private static let keywords: [(StaticString, Word)] = [("begin", .begin), ("start", .start), ("work", .work), ("transaction", .transaction)]
+
+    /// The keyword starting at `start` and the index after it; nil when the letters there are not one of them.
+    private static func word(_ bytes: UnsafeRawBufferPointer, at start: Int, before end: Int) -> (Word, Int)? {
+        var i = start
+        while i < end, (bytes[i] | 0x20) >= 0x61, (bytes[i] | 0x20) <= 0x7A { i += 1 }
+        // A keyword ends at a space, a semicolon or the end (not a digit, underscore or other byte).
+        if i < end, !(bytes[i] == 0x20 || bytes[i] == 0x09 || bytes[i] == 0x0A || bytes[i] == 0x0D || bytes[i] == UInt8(ascii: ";")) { return nil }
+        guard i > start else { return nil }
+        for (text, word) in keywords where text.utf8CodeUnitCount == i - start {
+            var same = true
+            text.withUTF8Buffer { letters in
+                for k in 0..<letters.count where bytes[start + k] | 0x20 != letters[k] { same = false; break }
+            }
+            if same { return (word, i) }
+        }
+        return nil
+    }
+}

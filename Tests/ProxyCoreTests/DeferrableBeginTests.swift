@@ -1,0 +1,35 @@
+import XCTest
+@testable import ProxyCore
+
+final class DeferrableBeginTests: XCTestCase {
+    private func tag(_ text: String, nul: Bool = true) -> String? {
+        var payload = Array(text.utf8)
+        if nul { payload.append(0) }
+        return payload.withUnsafeBytes { DeferrableBegin.tag(payload: $0) }
+    }
+
+    func testPlainTransactionStartsGiveTheirTags() {
+        for text in ["BEGIN", "begin", "BEGIN;", " begin ; ", "\tBEGIN\n", "Begin Work", "BEGIN TRANSACTION;", "begin\ntransaction"] {
+            XCTAssertEqual(tag(text), "BEGIN", text)
+        }
+        for text in ["START TRANSACTION", "start transaction;", "  Start\tTransaction ;  "] {
+            XCTAssertEqual(tag(text), "START TRANSACTION", text)
+        }
+    }
+
+    func testAnythingElseIsLeftToTheServer() {
+        let others = [
+            "", ";", "BEGIN READ ONLY", "BEGIN ISOLATION LEVEL SERIALIZABLE", "BEGIN; SELECT 1", "BEGIN;;",
+            "BEGIN WORK TRANSACTION", "START", "START WORK", "TRANSACTION", "WORK", "BEGINX", "BEGIN1", "BEGIN_",
+            "BEGI", "/* c */ BEGIN", "BEGIN -- c", "BEGIN/**/", "SELECT 1", "begin; commit", "COMMIT", "ROLLBACK",
+            "BEGIN TRANSACTION READ WRITE", "BEGIN \u{00e9}", "BEGIN\u{0}x", "END",
+        ]
+        for text in others { XCTAssertNil(tag(text), text) }
+    }
+
+    func testTheTerminatingNulIsRequired() {
+        XCTAssertNil(tag("BEGIN", nul: false))
+        XCTAssertNil([UInt8]([0]).withUnsafeBytes { DeferrableBegin.tag(payload: $0) })
+        XCTAssertNil([UInt8]().withUnsafeBytes { DeferrableBegin.tag(payload: $0) })
+    }
+}
