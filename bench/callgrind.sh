@@ -5,7 +5,7 @@
 # two totals divided by N2 - N1 leaves out start-up and shutdown.
 #
 # Knobs: N1=500 N2=2500 CLIENTS=4 POOL_MODE=transaction PROTOCOL=simple SCRIPT=select-only|tpcb
-#        TARGETS="pgbouncer switchyard" SY_WORKERS=1
+#        TARGETS="pgbouncer switchyard" SY_WORKERS=1 SY_SETTINGS="key = value" (extra [proxy] lines)
 #        CLUSTER_ENV=path/to/cluster.env (else a throwaway cluster) SWITCHYARD_BIN=... (else a release build)
 #        REPLICAS=0|1 (1: Switchyard routes the reads to the cluster's replica)  BENCH_OUT=file.md
 #        KEEP=1 keeps the callgrind.out files (for callgrind_annotate) in the printed work folder.
@@ -93,6 +93,7 @@ workers = ${SY_WORKERS:-1}
 auth_type = scram-sha-256
 auth_file = $WORK/userlist.txt
 default_pool_size = $((CLIENTS + 2))
+${SY_SETTINGS:-}
 [primary]
 host = 127.0.0.1
 port = $PRIMARY_PORT

@@ -5,6 +5,10 @@ import Foundation
 import PGWire
 import ProxyCore
 
+/// What a held BEGIN sends (defer_begin): built once.
+private let heldBeginQuery = ProxyMessages.query("BEGIN")
+private let heldBeginReply = ProxyMessages.commandComplete("BEGIN") + ProxyMessages.readyForQuery(.inTransaction)
+
 /// Query and Parse messages up to this size are read whole to look for session effects; larger ones are forwarded unread.
 let inspectLimit = 1 << 20
 
@@ -202,7 +206,7 @@ extension ClientConnection {
     /// recorded like any statement.
     private func sendHeldBegin(to server: ServerConnection) {
         heldBegin = false
-        server.stream.write(ProxyMessages.query("BEGIN"))
+        server.stream.write(heldBeginQuery)
         server.requestSent(proxy.beginFingerprint)
         server.tracker.sent(.query, .swallow)
         server.unsynced = false
@@ -262,7 +266,7 @@ extension ClientConnection {
                     stream.drain(total)
                     heldBegin = true
                     idleSince = proxy.loop.now
-                    reply = ProxyMessages.commandComplete(tag) + ProxyMessages.readyForQuery(.inTransaction)
+                    reply = tag == "BEGIN" ? heldBeginReply : ProxyMessages.commandComplete(tag) + ProxyMessages.readyForQuery(.inTransaction)
                 } else {
                     return requestServer()
                 }

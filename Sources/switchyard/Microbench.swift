@@ -277,6 +277,26 @@ enum ClassifierMicrobench {
                 i = i == selects.count - 1 ? 0 : i + 1
             }
         })
+        // pgbench's TPC-B-like statements (BEGIN and END aside), literals varying as pgbench draws them.
+        let tpcb: [[UInt8]] = (0..<1024).map { k in
+            let (aid, tid, bid, delta) = (Int.random(in: 1...1_000_000, using: &rng), Int.random(in: 1...100, using: &rng),
+                                          Int.random(in: 1...10, using: &rng), Int.random(in: -5000...5000, using: &rng))
+            switch k % 5 {
+            case 0: return Array("UPDATE pgbench_accounts SET abalance = abalance + \(delta) WHERE aid = \(aid);".utf8)
+            case 1: return Array("SELECT abalance FROM pgbench_accounts WHERE aid = \(aid);".utf8)
+            case 2: return Array("UPDATE pgbench_tellers SET tbalance = tbalance + \(delta) WHERE tid = \(tid);".utf8)
+            case 3: return Array("UPDATE pgbench_branches SET bbalance = bbalance + \(delta) WHERE bid = \(bid);".utf8)
+            default: return Array("INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (\(tid), \(bid), \(aid), \(delta), CURRENT_TIMESTAMP);".utf8)
+            }
+        }
+        let tpcbBytes = tpcb.reduce(0) { $0 + $1.count }
+        cases.append(MicroCase(name: "fingerprint-id-tpcb", detail: "Fingerprint.id(utf8:) of pgbench TPC-B-like statements (\(tpcbBytes / tpcb.count) bytes each on average)") { n in
+            var i = 0
+            for _ in 0..<n {
+                sink &+= Int(truncatingIfNeeded: (tpcb[i].withUnsafeBytes { Fingerprint.id(utf8: $0) } ?? 0) & 1)
+                i = i == tpcb.count - 1 ? 0 : i + 1
+            }
+        })
         cases.append(MicroCase(name: "fingerprint-mix", detail: "Fingerprint.of, \(distinct.count) distinct statements") { n in
             var i = 0
             for _ in 0..<n {

@@ -29,7 +29,61 @@ final class FingerprintTests: XCTestCase {
                        "select \"MyCol\" from \"T\"\"x\" where a in ( $1 )")
         XCTAssertEqual(Fingerprint.of("SELECT $1, $2::int").normalized, "select $1 , $2 :: int")
         XCTAssertEqual(Fingerprint.of("").normalized, "")
-        XCTAssertEqual(Fingerprint.of("").id, 0xcbf2_9ce4_8422_2325) // FNV-1a offset basis
+        XCTAssertEqual(Fingerprint.of("").id, Fingerprint(normalized: "").id)
+        XCTAssertNotEqual(Fingerprint.of("").id, Fingerprint.of("x").id)
+    }
+
+    func testHashTakesEveryByteAndTheLength() {
+        // Eight bytes per word: texts that differ in one byte anywhere, or only in length (a partial last word
+        // padded with zero bits), have different ids.
+        var ids = Set<UInt64>()
+        for length in 0..<40 { ids.insert(Fingerprint(normalized: String(repeating: "a", count: length)).id) }
+        XCTAssertEqual(ids.count, 40)
+        let base = Array("select abalance from pgbench_accounts where aid = $1".utf8)
+        var variants = Set<UInt64>([Fingerprint(normalized: String(decoding: base, as: UTF8.self)).id])
+        for k in base.indices {
+            var changed = base
+            changed[k] ^= 1
+            variants.insert(Fingerprint(normalized: String(decoding: changed, as: UTF8.self)).id)
+        }
+        XCTAssertEqual(variants.count, base.count + 1)
+    }
+
+    func testOnePassReadsLongWordsAsTheFullFingerprint() {
+        // Words read eight bytes at a time: every length, letter case, digit, _ and $, and what ends a word
+        // (including a non-ASCII byte, which only the full fingerprint handles) at every offset.
+        var rng = SystemRandomNumberGenerator()
+        let wordChars = Array("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_$@[`{")
+        let enders = [" ", ".", "(", ",", "'x'", "é", "\"Q\"", "", ";", "::", "-1"]
+        var compared = 0
+        for _ in 0..<3000 {
+            var sql = String(repeating: " ", count: Int.random(in: 0...9, using: &rng)) + "SELECT "
+            for _ in 0..<Int.random(in: 1...4, using: &rng) {
+                let length = Int.random(in: 1...30, using: &rng)
+                sql += "q" + String((0..<length).map { _ in wordChars.randomElement(using: &rng)! })
+                sql += enders.randomElement(using: &rng)! + " "
+            }
+            var text = sql
+            let id = text.withUTF8 { Fingerprint.id(utf8: UnsafeRawBufferPointer($0)) }
+            // Nil only for a non-ASCII word (then the full fingerprint gives the id).
+            guard let id else {
+                XCTAssertTrue(sql.contains("é"), sql)
+                continue
+            }
+            XCTAssertEqual(id, Fingerprint.of(sql).id, sql)
+            compared += 1
+        }
+        XCTAssertGreaterThan(compared, 1000)
+    }
+
+    func testOnePassNumbersManyPlaceholdersAsTheFullFingerprint() {
+        for count in [1, 9, 10, 11, 99, 100, 101, 123, 1000, 1001] {
+            let sql = "SELECT " + (1...count).map { "x + \($0)" }.joined(separator: ", ")
+            let full = Fingerprint.of(sql)
+            XCTAssertTrue(full.normalized.hasSuffix("$\(count)"), full.normalized.suffix(20).description)
+            var text = sql
+            XCTAssertEqual(text.withUTF8 { Fingerprint.id(utf8: UnsafeRawBufferPointer($0)) }, full.id, "\(count) placeholders")
+        }
     }
 
     func testLiteralsFold() {

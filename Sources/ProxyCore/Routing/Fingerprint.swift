@@ -1,5 +1,6 @@
 // Query fingerprints: SQL text normalised with the token lexer (literals and parameters become $1, $2..., IN
-// lists of literals collapse, comments and whitespace fold, keywords lowercase) plus a 64-bit FNV-1a hash.
+// lists of literals collapse, comments and whitespace fold, keywords lowercase) plus a 64-bit hash of it
+// (eight bytes per multiply: `NormalizedHash`).
 // The classifier caches by it; stats can group by it.
 
 /// A normalised statement text and its hash. Statements that differ only in literal values, comments,
@@ -8,17 +9,17 @@ public struct Fingerprint: Hashable, Sendable, CustomStringConvertible {
     /// Tokens joined by single spaces: words lowercased, quoted identifiers kept (in double quotes), literals
     /// and `$n` parameters numbered `$1`, `$2`... in order, trailing semicolons dropped.
     public let normalized: String
-    /// 64-bit FNV-1a of `normalized`'s UTF-8 bytes.
+    /// `NormalizedHash` of `normalized`'s UTF-8 bytes.
     public let id: UInt64
 
     public init(normalized: String) {
         self.normalized = normalized
-        self.id = Fingerprint.fnv1a(normalized.utf8)
+        self.id = NormalizedHash.id(of: normalized.utf8)
     }
 
     private init(bytes: [UInt8]) {
         self.normalized = String(decoding: bytes, as: UTF8.self)
-        self.id = Fingerprint.fnv1a(bytes)
+        self.id = NormalizedHash.id(of: bytes)
     }
 
     public static func of(_ sql: String) -> Fingerprint {
@@ -134,7 +135,7 @@ public struct Fingerprint: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// The one-pass id; `check`, a second hash of the same normalised bytes keyed per process, so that a cache
-    /// keyed by both is not fooled by a collision crafted for FNV-1a's public constants; and whether the
+    /// keyed by both is not fooled by a collision crafted for the id's public constants; and whether the
     /// text has a string literal ('...', E'...', $$...$$ and the like): texts of one shape without strings
     /// differ only in numbers, parameters, spacing, comments and letter case.
     public static func onePass(utf8 bytes: UnsafeRawBufferPointer) -> (id: UInt64, check: UInt64, hasStrings: Bool)? {
@@ -147,16 +148,24 @@ public struct Fingerprint: Hashable, Sendable, CustomStringConvertible {
         while true {
             // Spaces and plain words, the bulk of a statement, are read here as `SQLLexer.scan` reads them
             // (a word is hashed while it is scanned); anything else goes through the lexer.
-            while i < n && SQLLexer.isSpace(s[i]) { i += 1 }
+            while i < n && SQLLexer.isSpace(s[i]) { i &+= 1 }
             if i < n, pendingSemicolons == 0, SQLLexer.isPlainWordStart(s, at: i) {
                 h.separate()
                 let start = i
-                repeat {
+                // Eight bytes at a time while they are ASCII word characters; the rest byte by byte.
+                while i &+ 8 <= n {
+                    let chunk = UInt64(littleEndian: UnsafeRawPointer(s.baseAddress! + i).loadUnaligned(as: UInt64.self))
+                    let k = WordBytes.leadingWordBytes(chunk)
+                    if k > 0 { h.bytes(WordBytes.lowercased(chunk, count: k), count: k) }
+                    i &+= k
+                    if k < 8 { break }
+                }
+                while i < n && SQLLexer.isIdentChar(s[i]) {
                     let b = s[i]
                     if b >= 0x80 { return nil }
                     h.byte(b >= 65 && b <= 90 ? b | 0x20 : b)
-                    i += 1
-                } while i < n && SQLLexer.isIdentChar(s[i])
+                    i &+= 1
+                }
                 collapseInList(s, afterWord: start..<i, at: &i, into: &h, hasStrings: &hasStrings)
                 continue
             }
@@ -200,7 +209,7 @@ public struct Fingerprint: Hashable, Sendable, CustomStringConvertible {
                 break
             }
         }
-        return (h.value, h.check, hasStrings)
+        return (h.id, h.check, hasStrings)
     }
 
     /// After `word` (ending at `i`): when it is IN followed by `(literal, ...)`, the list is hashed as one
@@ -245,29 +254,113 @@ public struct Fingerprint: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// Word characters eight bytes at a time (SWAR), for the one-pass id's plain words.
+    enum WordBytes {
+        private static let ones: UInt64 = 0x0101_0101_0101_0101
+        private static let highs: UInt64 = 0x8080_8080_8080_8080
+
+        /// The high bit of each byte of `v` (all bytes below 0x80) that is in `lo...hi`.
+        @inline(__always)
+        private static func inRange(_ v: UInt64, _ lo: UInt8, _ hi: UInt8) -> UInt64 {
+            ((v &+ ones &* UInt64(0x80 &- lo)) & ~(v &+ ones &* UInt64(0x7F &- hi))) & highs
+        }
+
+        /// How many of the first bytes (in memory order) of `chunk` are ASCII letters, digits, `_` or `$`.
+        @inline(__always)
+        static func leadingWordBytes(_ chunk: UInt64) -> Int {
+            let x = chunk & ~highs
+            let letters = inRange(x | ones &* 0x20, 0x61, 0x7A)
+            let word = (letters | inRange(x, 0x30, 0x39) | inRange(x, 0x5F, 0x5F) | inRange(x, 0x24, 0x24)) & ~(chunk & highs)
+            return (~word & highs).trailingZeroBitCount >> 3
+        }
+
+        /// The first `count` bytes of `chunk` with A-Z lowercased, the others zero.
+        @inline(__always)
+        static func lowercased(_ chunk: UInt64, count: Int) -> UInt64 {
+            let upper = inRange(chunk & ~highs, 0x41, 0x5A) & ~(chunk & highs)
+            let lower = chunk | (upper &>> 2)
+            return count == 8 ? lower : lower & ((1 &<< (UInt64(count) &* 8)) &- 1)
+        }
+    }
+
     /// The per-process key of the check hash (random basis, random odd multiplier).
     static let checkKey: (basis: UInt64, multiplier: UInt64) = {
         var rng = SystemRandomNumberGenerator()
         return (rng.next(), rng.next() | 1)
     }()
 
-    /// FNV-1a over the normalised bytes as `normalize` would write them, and the keyed check hash.
-    private struct NormalizedHash {
-        var value: UInt64 = 0xcbf2_9ce4_8422_2325
+    /// The id of normalised bytes as `normalize` writes them (`onePass` feeds the same bytes while scanning),
+    /// and the keyed check hash. Bytes are gathered eight at a time into a word; each word is mixed into
+    /// both hashes with one multiply each, and the length and the last partial word are folded in at the end.
+    struct NormalizedHash {
+        private var value: UInt64 = 0x243F_6A88_85A3_08D3
+        /// The check hash: the same chain with a basis and an odd multiplier drawn at random per process
+        /// (`checkKey`), so a collision crafted for the id's public constants does not carry over.
+        private var checkValue = Fingerprint.checkKey.basis
+        private let checkMultiplier = Fingerprint.checkKey.multiplier
+        private var word: UInt64 = 0
+        /// Bits of `word` filled: 0, 8, ... 56.
+        private var shift: UInt64 = 0
+        private var words = 0
         var started = false
         var placeholders = 0
-        /// The check hash: the same multiply-xor chain with a basis and an odd multiplier drawn at random per
-        /// process (`checkKey`), so a collision crafted for FNV-1a's public constants does not carry over.
-        var check = Fingerprint.checkKey.basis
-        let checkMultiplier = Fingerprint.checkKey.multiplier
+
+        static func id<Bytes: Sequence>(of bytes: Bytes) -> UInt64 where Bytes.Element == UInt8 {
+            var h = NormalizedHash()
+            for b in bytes { h.byte(b) }
+            return h.id
+        }
 
         @inline(__always)
         mutating func byte(_ b: UInt8) {
-            value ^= UInt64(b)
-            value = value &* 0x0000_0100_0000_01b3
-            check ^= UInt64(b)
-            check = check &* checkMultiplier
+            word |= UInt64(b) &<< shift
+            shift &+= 8
+            if shift == 64 { mixWord() }
         }
+
+        /// The low `count` (1...8) bytes of `w` (the rest zero), in memory order (little-endian).
+        @inline(__always)
+        mutating func bytes(_ w: UInt64, count: Int) {
+            let before = shift
+            word |= w &<< before
+            let total = before &+ UInt64(count) &* 8
+            if total < 64 {
+                shift = total
+                return
+            }
+            mixWord()
+            let rest = total &- 64
+            if rest > 0 { word = w &>> (64 &- before) }
+            shift = rest
+        }
+
+        @inline(__always)
+        private mutating func mixWord() {
+            value = Self.mix(value, word, 0x9FB2_1C65_1E98_DF25)
+            checkValue = Self.mix(checkValue, word, checkMultiplier)
+            word = 0
+            shift = 0
+            words &+= 1
+        }
+
+        @inline(__always)
+        private static func mix(_ h: UInt64, _ w: UInt64, _ k: UInt64) -> UInt64 {
+            let x = (h ^ w) &* k
+            return x ^ (x &>> 29)
+        }
+
+        /// The length in bytes and the last partial word folded in, then a final avalanche (MurmurHash3 fmix64).
+        private func finished(_ h: UInt64, _ k: UInt64) -> UInt64 {
+            var x = Self.mix(h, word, k) ^ (UInt64(words) &* 8 &+ shift &>> 3)
+            x ^= x &>> 33
+            x = x &* 0xFF51_AFD7_ED55_8CCD
+            x ^= x &>> 33
+            x = x &* 0xC4CE_B9FE_1A85_EC53
+            return x ^ (x &>> 33)
+        }
+
+        var id: UInt64 { finished(value, 0x9FB2_1C65_1E98_DF25) }
+        var check: UInt64 { finished(checkValue, checkMultiplier) }
 
         /// The space between tokens.
         @inline(__always)
@@ -285,30 +378,15 @@ public struct Fingerprint: Hashable, Sendable, CustomStringConvertible {
             separate()
             placeholders += 1
             byte(UInt8(ascii: "$"))
-            var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
-                         UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
-                (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-            var count = 0
+            // Digits most significant first, without a buffer: the largest power of ten not above the number.
+            var scale = 1
+            while scale <= placeholders / 10 { scale &*= 10 }
             var n = placeholders
-            withUnsafeMutableBytes(of: &digits) { d in
-                repeat {
-                    d[count] = UInt8(ascii: "0") + UInt8(n % 10)
-                    n /= 10
-                    count += 1
-                } while n > 0
-            }
-            withUnsafeBytes(of: &digits) { d in
-                for k in stride(from: count - 1, through: 0, by: -1) { byte(d[k]) }
-            }
+            repeat {
+                byte(UInt8(ascii: "0") &+ UInt8(n / scale))
+                n %= scale
+                scale /= 10
+            } while scale > 0
         }
-    }
-
-    static func fnv1a<Bytes: Sequence>(_ bytes: Bytes) -> UInt64 where Bytes.Element == UInt8 {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in bytes {
-            hash ^= UInt64(byte)
-            hash = hash &* 0x0000_0100_0000_01b3
-        }
-        return hash
     }
 }
