@@ -17,6 +17,7 @@ extension ClientConnection {
         let out = server.stream
         let maxLength = proxy.config.proxy.maxPacketSize
         if heldBegin { sendHeldBegin(to: server) }
+        var walQueryBehind = false
         loop: while case .active(let current) = phase, current === server {
             if remaining > 0 {
                 guard forwardOwedBytes(to: server) else { break }
@@ -57,6 +58,12 @@ extension ClientConnection {
                     let lone = server.tracker.isEmpty && server.transactionStatus == .idle && stream.inputLength == total
                     server.retryableQuery = onReplica && lone ? stream.peek(max: total) : nil
                     if lone { offerPipeline(on: server, fingerprint: fingerprint, effects: effects, total: total) }
+                    // The COMMIT of a write transaction: the read-your-writes WAL position query goes right behind it.
+                    if routedWrite && server.transactionStatus != .idle && server.tracker.isEmpty && stream.inputLength == total && !sessionIsPinned
+                        && greeted && proxy.config.proxy.readYourWrites == .lsn && !server.walQueryInFlight
+                        && stream.withContiguousInput(total, { DeferrableBegin.isCommit(payload: UnsafeRawBufferPointer(rebasing: $0[5...])) }) {
+                        walQueryBehind = true
+                    }
                     server.requestSent(fingerprint)
                     routedQueryFingerprint = nil
                 } else {
@@ -189,6 +196,7 @@ extension ClientConnection {
             remaining = total
         }
         guard case .active = phase else { return }
+        if walQueryBehind && remaining == 0 { server.sendWalQueryBehindCommit() }
         // Its lone quick read is on its way: clients waiting for a server may ride behind it.
         if server.boardable && remaining == 0 && server.riders.isEmpty && !server.pool.machine.waiting.isEmpty {
             server.pool.boardWaiting(server)

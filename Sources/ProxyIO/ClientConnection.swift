@@ -469,13 +469,17 @@ final class ClientConnection: StreamHandler, Hashable {
         }
         server.transactionFailed = false
         server.watchCommandTags = false
-        if routedWrite && greeted && proxy.config.proxy.readYourWrites == .lsn && !sessionIsPinned && remaining == 0 {
+        if server.walQueryInFlight || routedWrite && greeted && proxy.config.proxy.readYourWrites == .lsn && !sessionIsPinned && remaining == 0 {
             // Read-your-writes: learn a WAL position at or after this commit before the server goes back.
             routedWrite = false
             // Nothing the client sends meanwhile is relayed: it waits in the input buffer.
             phase = .settingUp(server)
-            // The insert position covers the commit record even when synchronous_commit is off.
-            server.runInternal(.walPosition, sql: "SELECT pg_current_wal_insert_lsn()")
+            if server.walQueryInFlight {
+                server.awaitWalQuery()
+            } else {
+                server.stream.write(walPositionQuery)
+                server.phase = .internalQuery(.walPosition, firstError: nil)
+            }
             return
         }
         routedWrite = false

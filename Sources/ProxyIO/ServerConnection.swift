@@ -6,6 +6,10 @@ import Logging
 import PGWire
 import ProxyCore
 
+/// Read-your-writes: a WAL position at or after a commit (the insert position covers the commit record even
+/// when synchronous_commit is off).
+let walPositionQuery = ProxyMessages.query("SELECT pg_current_wal_insert_lsn()")
+
 final class ServerConnection: StreamHandler, Hashable {
     enum Phase {
         case connecting
@@ -59,6 +63,8 @@ final class ServerConnection: StreamHandler, Hashable {
     var parsedSinceReady: [Int] = []
     var tracker = ResponseTracker()
     /// Transaction mode: track responses (rewritten prepared statements, session effects).
+    /// The WAL position query went behind the client's COMMIT (sendWalQueryBehindCommit): its replies follow.
+    var walQueryInFlight = false
     var tracking = false
     /// An error arrived since the last ReadyForQuery(idle), or the transaction ended with ROLLBACK.
     var transactionFailed = false
@@ -150,7 +156,7 @@ final class ServerConnection: StreamHandler, Hashable {
 
     /// True when nothing is in flight and no transaction is open: safe to reset and reuse.
     var isClean: Bool {
-        pendingReady == 0 && !unsynced && transactionStatus == .idle && remaining == 0 && stream.inputLength == 0
+        pendingReady == 0 && !unsynced && !walQueryInFlight && transactionStatus == .idle && remaining == 0 && stream.inputLength == 0
             && (!tracking || tracker.isEmpty) && riders.isEmpty && departed == nil
     }
 
@@ -182,7 +188,11 @@ final class ServerConnection: StreamHandler, Hashable {
         case .connecting, .closed: return
         case .login: readLogin()
         case .internalQuery: readInternal()
-        case .active: relayToClient()
+        case .active:
+            relayToClient()
+            // The relay handed the server over to a WAL position query sent behind the client's COMMIT: its
+            // replies may be buffered already.
+            if case .internalQuery = phase, stream.inputLength > 0 { readInternal() }
         case .idle:
             // Unsolicited input on an idle server (a notice, or the server shutting down): read and drop;
             // an error here means the connection is going away.
@@ -246,6 +256,20 @@ final class ServerConnection: StreamHandler, Hashable {
     func runInternal(_ query: InternalQuery, sql: String) {
         phase = .internalQuery(query, firstError: nil)
         stream.write(ProxyMessages.query(sql))
+    }
+
+    /// The read-your-writes WAL position query, sent behind the client's COMMIT in the same write (no round
+    /// trip of its own): its replies, after the COMMIT's, are read as an internal query's.
+    func sendWalQueryBehindCommit() {
+        stream.write(walPositionQuery)
+        walQueryInFlight = true
+        if proxy.debugLogging { log.debug("WAL position query sent behind COMMIT", metadata: ["server": "\(label)"]) }
+    }
+
+    /// The COMMIT is answered: read the WAL position query sent behind it.
+    func awaitWalQuery() {
+        walQueryInFlight = false
+        phase = .internalQuery(.walPosition, firstError: nil)
     }
 
     private func readInternal() {

@@ -150,6 +150,31 @@ def test_held_begin_routes_to_the_primary(start_proxy, cluster):
     c.close()
 
 
+def test_read_your_writes_position_query_rides_behind_the_commit(start_proxy, cluster, table):
+    """With replicas, a write transaction's COMMIT carries the WAL position query in the same write (no
+    round trip of its own); a ROLLBACK or a transaction left by an error still gets its position."""
+    p = start_proxy(pool_mode="transaction", replica=True, read_your_writes="lsn", log_level="debug")
+    c = p.connect()
+    c.execute("BEGIN")
+    c.execute(f"INSERT INTO {table} VALUES (1)")
+    c.execute("COMMIT")
+    assert p.log().count("WAL position query sent behind COMMIT") == 1
+    assert c.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 1
+    c.execute("BEGIN")
+    c.execute(f"INSERT INTO {table} VALUES (2)")
+    c.execute("ROLLBACK")
+    with pytest.raises(errors.DivisionByZero):
+        c.execute("BEGIN")
+        c.execute("SELECT 1 / 0")
+    c.execute("END")  # ends the failed transaction (a rollback), position query behind it
+    assert c.info.transaction_status.name == "IDLE"
+    assert p.log().count("WAL position query sent behind COMMIT") == 2
+    for _ in range(3):
+        assert c.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 1
+    c.close()
+    p.assert_alive()
+
+
 def test_idle_transaction_timeout_applies_to_a_held_begin(start_proxy):
     p = proxy(start_proxy, idle_transaction_timeout="1s")
     c = p.connect()

@@ -301,19 +301,28 @@ def ryw_table(p, cluster, delayed) -> str:
     return t
 
 
-def test_read_your_writes_never_sees_a_stale_replica(start_proxy_sections, cluster, replicas_up):
+@pytest.mark.parametrize("form", ["autocommit", "transaction"])
+def test_read_your_writes_never_sees_a_stale_replica(start_proxy_sections, cluster, replicas_up, form):
+    """Autocommit writes learn the WAL position with a query after the write; in BEGIN ... COMMIT the query
+    goes in the same write as the COMMIT (deferred BEGIN and all)."""
     _, delayed = replicas_up
     # A short timeout keeps the loop fast: reads the replica cannot serve in time go to the primary.
     p = routing_proxy(start_proxy_sections, {"d": (delayed, 1)}, read_your_writes="lsn", read_your_writes_timeout="100ms")
     t = ryw_table(p, cluster, delayed)
     stale = []
     with p.connect() as c:
-        for i in range(RYW_ITERATIONS):
-            c.execute(f"INSERT INTO {t} VALUES (%s)", (i,))
+        iterations = RYW_ITERATIONS if form == "autocommit" else RYW_ITERATIONS // 2
+        for i in range(iterations):
+            if form == "transaction":
+                c.execute("BEGIN")
+                c.execute(f"INSERT INTO {t} VALUES (%s)", (i,))
+                c.execute("COMMIT")
+            else:
+                c.execute(f"INSERT INTO {t} VALUES (%s)", (i,))
             n = c.execute(f"SELECT count(*) FROM {t} WHERE id = %s", (i,)).fetchone()[0]
             if n != 1:
                 stale.append(i)
-        assert not stale, f"{len(stale)} of {RYW_ITERATIONS} reads missed the client's own insert: {stale[:20]}"
+        assert not stale, f"{len(stale)} of {iterations} reads missed the client's own insert: {stale[:20]}"
         time.sleep(1.5)  # the replica (500 ms behind) has caught up; nothing of ours is pending
         assert set(ports(c, 5)) == {delayed.port}, "with no write pending, reads should go to the replica"
         c.execute(f"DROP TABLE {t}")

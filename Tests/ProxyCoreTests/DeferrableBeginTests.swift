@@ -27,6 +27,21 @@ final class DeferrableBeginTests: XCTestCase {
         for text in others { XCTAssertNil(tag(text), text) }
     }
 
+    func testPlainCommitsAreRecognised() {
+        func commit(_ text: String) -> Bool {
+            (Array(text.utf8) + [0]).withUnsafeBytes { DeferrableBegin.isCommit(payload: $0) }
+        }
+        for text in ["COMMIT", "commit;", " End ", "END;", "COMMIT WORK", "end transaction ;", "Commit\nTransaction"] {
+            XCTAssertTrue(commit(text), text)
+        }
+        for text in ["COMMIT AND CHAIN", "COMMIT PREPARED 'x'", "ROLLBACK", "END; SELECT 1", "/* c */ COMMIT", "COMMITX",
+                     "BEGIN", "START TRANSACTION", "WORK", "END WORK TRANSACTION", "", "COMMIT;;"] {
+            XCTAssertFalse(commit(text), text)
+        }
+        XCTAssertNil((Array("COMMIT".utf8) + [0]).withUnsafeBytes { DeferrableBegin.tag(payload: $0) })
+        XCTAssertFalse(Array("COMMIT".utf8).withUnsafeBytes { DeferrableBegin.isCommit(payload: $0) })
+    }
+
     func testTheTerminatingNulIsRequired() {
         XCTAssertNil(tag("BEGIN", nul: false))
         XCTAssertNil([UInt8]([0]).withUnsafeBytes { DeferrableBegin.tag(payload: $0) })

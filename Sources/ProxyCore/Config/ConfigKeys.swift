@@ -160,7 +160,7 @@ public enum ConfigKeys {
         .proxy("load_balance", \.loadBalance, .choice(LoadBalance.self),
                "How reads are spread over healthy replicas (weighted by each replica's weight)."),
         .proxy("read_your_writes", \.readYourWrites, .choice(ReadYourWrites.self),
-               "lsn: after a client's write, its reads go only to replicas that replayed it (costs one pg_current_wal_lsn() per write transaction); off: no such guarantee."),
+               "lsn: after a client's write, its reads go only to replicas that replayed it (costs one pg_current_wal_insert_lsn() per write transaction, sent with its COMMIT when there is one); off: no such guarantee."),
         .proxy("read_your_writes_timeout", \.readYourWritesTimeout, .duration,
                "How long such a read waits for a replica to catch up before it goes to the primary."),
         .proxy("max_client_conn", \.maxClientConn, .integer(min: 1),

@@ -9,6 +9,26 @@ public enum DeferrableBegin {
     /// (an isolation level can be refused), comments, a second statement, a missing or extra NUL. On an idle
     /// server such a statement cannot fail.
     public static func tag(payload: UnsafeRawBufferPointer) -> String? {
+        switch words(payload) {
+        case (.begin?, nil)?, (.begin?, .work?)?, (.begin?, .transaction?)?: return "BEGIN"
+        case (.start?, .transaction?)?: return "START TRANSACTION"
+        default: return nil
+        }
+    }
+
+    /// Whether the Query payload is `COMMIT` or `END` (optionally WORK or TRANSACTION), as plain as `tag`
+    /// wants a BEGIN: inside a transaction it ends it, and the read-your-writes WAL position query may follow
+    /// it in the same write.
+    public static func isCommit(payload: UnsafeRawBufferPointer) -> Bool {
+        switch words(payload) {
+        case (.commit?, nil)?, (.commit?, .work?)?, (.commit?, .transaction?)?,
+             (.end?, nil)?, (.end?, .work?)?, (.end?, .transaction?)?: return true
+        default: return false
+        }
+    }
+
+    /// The one or two keywords of a payload made of them, spaces and at most one `;`; nil otherwise.
+    private static func words(_ payload: UnsafeRawBufferPointer) -> (Word?, Word?)? {
         let n = payload.count
         guard n >= 2, payload[n - 1] == 0 else { return nil }
         var i = 0
@@ -31,15 +51,11 @@ public enum DeferrableBegin {
                 return nil
             }
         }
-        switch (first, second) {
-        case (.begin?, nil), (.begin?, .work?), (.begin?, .transaction?): return "BEGIN"
-        case (.start?, .transaction?): return "START TRANSACTION"
-        default: return nil
-        }
+        return first == nil ? nil : (first, second)
     }
 
-    private enum Word { case begin, start, work, transaction }
-    private static let keywords: [(StaticString, Word)] = [("begin", .begin), ("start", .start), ("work", .work), ("transaction", .transaction)]
+    private enum Word { case begin, start, work, transaction, commit, end }
+    private static let keywords: [(StaticString, Word)] = [("begin", .begin), ("start", .start), ("work", .work), ("transaction", .transaction), ("commit", .commit), ("end", .end)]
 
     /// The keyword starting at `start` and the index after it; nil when the letters there are not one of them.
     private static func word(_ bytes: UnsafeRawBufferPointer, at start: Int, before end: Int) -> (Word, Int)? {
