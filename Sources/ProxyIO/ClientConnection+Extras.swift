@@ -16,6 +16,8 @@ final class ClientExtras {
     var batchFingerprint: Fingerprint?
     /// Fingerprint of the Query at the front of the input, from routing it (the relay reuses it for stats).
     var routedQueryFingerprint: Fingerprint?
+    /// Whether that Query may have session effects (from routing it too; meaningless without the fingerprint).
+    var routedQueryEffects = true
     /// Fingerprint of the unnamed statement last parsed (a Bind of "" executes it).
     var unnamedFingerprint: Fingerprint?
     /// Session mode: fingerprints of the client's named statements.
@@ -106,6 +108,12 @@ extension ClientConnection {
         set { if newValue != nil || extras != nil { more.batchFingerprint = newValue } }
         _modify { let box = more; yield &box.batchFingerprint }
     }
+    /// With `routedQueryFingerprint`: whether that Query may have session effects.
+    var routedQueryEffects: Bool {
+        get { extras?.routedQueryEffects ?? true }
+        set { extras?.routedQueryEffects = newValue }
+    }
+
     var routedQueryFingerprint: Fingerprint? {
         _read { if let box = extras { yield box.routedQueryFingerprint } else { yield nil } }
         set { if newValue != nil || extras != nil { more.routedQueryFingerprint = newValue } }

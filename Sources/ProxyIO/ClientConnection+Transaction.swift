@@ -48,7 +48,7 @@ extension ClientConnection {
                     let effects: Bool
                     if let routed = routedQueryFingerprint {
                         fingerprint = routed
-                        effects = withQueryText(total: total) { SessionAnalyzer.mayHaveEffects($0) }
+                        effects = routedQueryEffects
                     } else {
                         (fingerprint, effects) = withQueryText(total: total) { proxy.classifier.fingerprints.withEffects(utf8: $0) }
                     }
@@ -374,6 +374,16 @@ extension ClientConnection {
             let total = lengthField + 1
             guard lengthField >= 4 else { break }
             switch FrontendMessageID(rawValue: type) {
+            case .query? where offset == 0:
+                // The commonest batch, one Query: classified in place, and the relay takes its fingerprint and
+                // effects answer from here (routedQueryFingerprint, routedQueryEffects).
+                guard total <= available, total <= inspectLimit else { write = true; break scan }
+                let c = withQueryText(total: total) { proxy.classifier.classify(utf8: $0) }
+                hint = proxy.classifier.lastHint ?? hint
+                if !Self.isRead(c) { write = true }
+                routedQueryFingerprint = proxy.classifier.lastFingerprint
+                routedQueryEffects = proxy.classifier.lastMayHaveEffects
+                break scan
             case .query?, .parse?:
                 guard offset + total <= available, total <= inspectLimit else { write = true; break scan }
                 let payload = Array(stream.peek(max: offset + total).dropFirst(offset + 5))
@@ -472,7 +482,10 @@ extension ClientConnection {
 
     /// A statement that may run on a replica: a read by the classifier, or BEGIN READ ONLY.
     private func classifiedAsRead(_ sql: String) -> Bool {
-        let c = proxy.classifier.classify(sql)
+        Self.isRead(proxy.classifier.classify(sql))
+    }
+
+    private static func isRead(_ c: Classification) -> Bool {
         if case .begin(readOnly: true)? = c.transaction { return true }
         return c.route == .replica
     }

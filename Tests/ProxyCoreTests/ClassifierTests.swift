@@ -263,6 +263,28 @@ final class ClassifierTests: XCTestCase {
         XCTAssertEqual(uncached.cacheHits, 0)
     }
 
+    func testBytesClassifyAsTheString() {
+        // The relay classifies Query payloads in place: same verdict, hint, fingerprint and effects answer.
+        let extra = ["SELECT 1 /* switchyard:primary */", "select x::int -- SwitchYard: replica", "SELECT '::switchyard:primary'",
+                     "SELECT 1 /* switchyard :primary */", "/* switchyard:replica */ SELECT nextval('s')", "SET search_path = a",
+                     "SELECT set_config('a', 'b', false)", "SELECT 'x''y' || $1, '::' -- switchyard:replica"]
+        for cacheCapacity in [10_000, 0] {
+            let strings = Classifier(parser: PgQueryParser(), catalog: Self.catalog, cacheCapacity: cacheCapacity)
+            let bytes = Classifier(parser: PgQueryParser(), catalog: Self.catalog, cacheCapacity: cacheCapacity)
+            for sql in Self.table.map(\.sql) + extra {
+                var text = sql
+                let fromBytes = text.withUTF8 { bytes.classify(utf8: UnsafeRawBufferPointer($0)) }
+                XCTAssertEqual(fromBytes, strings.classify(sql), sql)
+                XCTAssertEqual(bytes.lastHint, RouteHint.find(in: sql), sql)
+                // Cached: exact per shape (the raw scan for texts with strings); uncached: the raw scan ("may").
+                let exact = SessionAnalyzer.mayHaveEffects(sql) && !SessionAnalyzer.effects(of: sql).isEmpty
+                let raw = SessionAnalyzer.mayHaveEffects(sql)
+                XCTAssertEqual(bytes.lastMayHaveEffects, cacheCapacity == 0 || sql.contains("'") ? raw : exact, sql)
+                XCTAssertEqual(bytes.lastFingerprint, cacheCapacity == 0 ? nil : Fingerprint.of(sql), sql)
+            }
+        }
+    }
+
     // MARK: Cache
 
     func testOtherLiteralsHitTheCache() {

@@ -77,6 +77,27 @@ public final class Classifier: @unchecked Sendable {
         return Self.apply(RouteHint.find(in: sql), to: verdict)
     }
 
+    /// `classify` for UTF-8 text (a Query payload without its NUL): no String unless the statement shape is
+    /// new (then libpg_query parses it). Also gives the statement's fingerprint (`lastFingerprint`, nil with
+    /// caching off) and whether it may have session effects (`lastMayHaveEffects`), so the relay neither
+    /// lexes nor scans it again.
+    public func classify(utf8 bytes: UnsafeRawBufferPointer) -> Classification {
+        lastHint = RouteHint.find(utf8: bytes)
+        guard verdicts.isEnabled else {
+            lastMayHaveEffects = SessionAnalyzer.mayHaveEffects(bytes)
+            return classify(String(decoding: bytes, as: UTF8.self))
+        }
+        let (key, effects) = fingerprints.withEffects(utf8: bytes)
+        lastFingerprint = key
+        lastMayHaveEffects = effects
+        let verdict = cachedVerdict(key) { String(decoding: bytes, as: UTF8.self) }
+        return Self.apply(lastHint, to: verdict)
+    }
+
+    /// Whether the text last classified by `classify(utf8:)` may have session effects, and its routing hint.
+    public private(set) var lastMayHaveEffects = true
+    public private(set) var lastHint: RouteHint?
+
     /// Drops the cache (the function catalog changed).
     public func invalidate() {
         verdicts.removeAll()

@@ -1,5 +1,10 @@
 // Routing hints in SQL comments: /* switchyard:primary */, /* switchyard:replica */ or -- switchyard:replica,
 // found by a byte scan that skips string literals, quoted identifiers and dollar-quoted bodies.
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// A route the client asks for in a comment. Case-insensitive; spaces are allowed after the colon. When a text
 /// holds both, primary wins. The classifier never lets a replica hint send a write to a replica.
@@ -14,11 +19,16 @@ public enum RouteHint: String, Sendable {
         return bytes.withUnsafeBufferPointer { scan($0) }
     }
 
+    /// The hint in UTF-8 text (a Query payload without its NUL), or nil.
+    public static func find(utf8 bytes: UnsafeRawBufferPointer) -> RouteHint? {
+        scan(bytes.bindMemory(to: UInt8.self))
+    }
+
     private static let marker = Array("switchyard:".utf8)
 
     private static func scan(_ s: UnsafeBufferPointer<UInt8>) -> RouteHint? {
-        // Fast path: no "switchyard:" anywhere.
-        guard contains(s, 0..<s.count, marker) else { return nil }
+        // Fast path: no "switchyard:" anywhere (found from its colon: memchr runs many bytes per step).
+        guard hasMarker(s) else { return nil }
         var found: RouteHint?
         let n = s.count
         var i = 0
@@ -85,6 +95,18 @@ public enum RouteHint: String, Sendable {
             if lowered != word[k] { return false }
         }
         return true
+    }
+
+    /// Whether "switchyard:" (any case) occurs in `s`.
+    private static func hasMarker(_ s: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard let base = s.baseAddress else { return false }
+        var from = 0
+        while from < s.count, let p = memchr(base + from, Int32(UInt8(ascii: ":")), s.count - from) {
+            let colon = base.distance(to: p.assumingMemoryBound(to: UInt8.self))
+            if colon >= marker.count - 1, matches(s, at: colon - (marker.count - 1), marker, limit: s.count) { return true }
+            from = colon + 1
+        }
+        return false
     }
 
     private static func contains(_ s: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, _ word: [UInt8]) -> Bool {
