@@ -247,6 +247,21 @@ class Proxy:
                 self.process.wait(timeout=5)
 
 
+def in_thread(fn):
+    """Runs fn in a daemon thread: (thread, box) where box gets "value" or "error" when it ends."""
+    box = {}
+
+    def run():
+        try:
+            box["value"] = fn()
+        except Exception as e:  # noqa: BLE001 - reported by the caller
+            box["error"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, box
+
+
 def run_and_cancel(conn: psycopg.Connection, sql: str = "SELECT pg_sleep(30)", delay: float = 0.5) -> tuple[str, float]:
     """Runs `sql` on `conn` in a thread and cancels it (a CancelRequest on a new connection) after `delay`
     seconds: the outcome ("57014", "finished" or the error) and the seconds from the cancel to the end."""

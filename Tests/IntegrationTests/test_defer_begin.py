@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import threading
 import time
 
 import asyncpg
@@ -15,7 +14,7 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from conftest import PASSWORDS
+from conftest import PASSWORDS, in_thread
 
 pytestmark = pytest.mark.proxy_only
 
@@ -32,20 +31,6 @@ def proxy(start_proxy, **kw):
     settings = dict(pool_mode="transaction", default_pool_size=1, query_wait_timeout="3s")
     settings.update(kw)
     return start_proxy(**settings)
-
-
-def in_thread(fn):
-    box = {}
-
-    def run():
-        try:
-            box["value"] = fn()
-        except Exception as e:  # noqa: BLE001 - reported by the caller
-            box["error"] = e
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t, box
 
 
 @pytest.mark.parametrize("defer", ["on", "off"])

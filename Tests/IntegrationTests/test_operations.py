@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import re
 import signal
-import threading
 import time
 
 import psycopg
 import pytest
 
-from conftest import PASSWORDS
+from conftest import PASSWORDS, in_thread
 
 pytestmark = pytest.mark.proxy_only
 
@@ -28,20 +27,6 @@ def set_key(p, key, value):
     if n == 0:
         text = text.replace("[proxy]\n", f"[proxy]\n{key} = {value}\n", 1)
     p.config_path.write_text(text)
-
-
-def in_thread(fn):
-    box = {}
-
-    def run():
-        try:
-            box["value"] = fn()
-        except Exception as e:  # noqa: BLE001 - reported by the caller
-            box["error"] = e
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t, box
 
 
 def test_reload_raises_the_pool_size_live(start_proxy):
