@@ -59,9 +59,8 @@ extension ClientConnection {
                     server.retryableQuery = onReplica && lone ? stream.peek(max: total) : nil
                     if lone { offerPipeline(on: server, fingerprint: fingerprint, effects: effects, total: total) }
                     // The COMMIT of a write transaction: the read-your-writes WAL position query goes right behind it.
-                    if routedWrite && server.transactionStatus != .idle && server.tracker.isEmpty && stream.inputLength == total && !sessionIsPinned
-                        && greeted && proxy.config.proxy.readYourWrites == .lsn && !server.walQueryInFlight
-                        && stream.withContiguousInput(total, { DeferrableBegin.isCommit(payload: UnsafeRawBufferPointer(rebasing: $0[5...])) }) {
+                    if wantsWalPosition && server.transactionStatus != .idle && server.tracker.isEmpty && stream.inputLength == total
+                        && !server.walQueryInFlight && stream.withContiguousInput(total, { PlainTransactionStatement.isCommit(payload: UnsafeRawBufferPointer(rebasing: $0[5...])) }) {
                         walQueryBehind = true
                     }
                     server.requestSent(fingerprint)
@@ -269,7 +268,7 @@ extension ClientConnection {
                 if let answer = proxySettingReply(total: total, status: .idle) {
                     reply = answer
                 } else if proxy.config.proxy.deferBegin == .on,
-                          let tag = stream.withContiguousInput(total, { DeferrableBegin.tag(payload: UnsafeRawBufferPointer(rebasing: $0[5...])) }) {
+                          let tag = stream.withContiguousInput(total, { PlainTransactionStatement.beginTag(payload: UnsafeRawBufferPointer(rebasing: $0[5...])) }) {
                     // Answered here; sent with the next statement (sendHeldBegin), which then needs a server.
                     stream.drain(total)
                     heldBegin = true
@@ -397,8 +396,8 @@ extension ClientConnection {
                 hint = RouteHint.find(in: sql) ?? hint
                 if !classifiedAsRead(sql) { write = true }
                 if type == FrontendMessageID.query.rawValue {
-                    // The relay records this Query under the fingerprint the classifier just computed.
-                    routedQueryFingerprint = offset == 0 ? proxy.classifier.lastFingerprint : nil
+                    // A Query behind other messages: the relay fingerprints it itself.
+                    routedQueryFingerprint = nil
                     break scan
                 }
             case .bind?:

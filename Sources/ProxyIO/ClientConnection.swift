@@ -469,7 +469,7 @@ final class ClientConnection: StreamHandler, Hashable {
         }
         server.transactionFailed = false
         server.watchCommandTags = false
-        if server.walQueryInFlight || routedWrite && greeted && proxy.config.proxy.readYourWrites == .lsn && !sessionIsPinned && remaining == 0 {
+        if server.walQueryInFlight || wantsWalPosition && remaining == 0 {
             // Read-your-writes: learn a WAL position at or after this commit before the server goes back.
             routedWrite = false
             // Nothing the client sends meanwhile is relayed: it waits in the input buffer.
@@ -477,8 +477,7 @@ final class ClientConnection: StreamHandler, Hashable {
             if server.walQueryInFlight {
                 server.awaitWalQuery()
             } else {
-                server.stream.write(walPositionQuery)
-                server.phase = .internalQuery(.walPosition, firstError: nil)
+                server.runInternal(.walPosition, message: walPositionQuery)
             }
             return
         }
@@ -491,6 +490,11 @@ final class ClientConnection: StreamHandler, Hashable {
         idleSince = proxy.loop.now
         server.clientDone()
         idleInput()
+    }
+
+    /// Read-your-writes: this client's transaction was routed as a write, so a WAL position is learned at its end.
+    var wantsWalPosition: Bool {
+        routedWrite && greeted && proxy.config.proxy.readYourWrites == .lsn && !sessionIsPinned
     }
 
     /// The WAL position after this client's write: its reads now need a replica that replayed it.

@@ -62,9 +62,9 @@ final class ServerConnection: StreamHandler, Hashable {
     /// Statements parsed since the last ReadyForQuery: if the batch fails they become stale.
     var parsedSinceReady: [Int] = []
     var tracker = ResponseTracker()
-    /// Transaction mode: track responses (rewritten prepared statements, session effects).
     /// The WAL position query went behind the client's COMMIT (sendWalQueryBehindCommit): its replies follow.
     var walQueryInFlight = false
+    /// Transaction mode: track responses (rewritten prepared statements, session effects).
     var tracking = false
     /// An error arrived since the last ReadyForQuery(idle), or the transaction ended with ROLLBACK.
     var transactionFailed = false
@@ -254,8 +254,13 @@ final class ServerConnection: StreamHandler, Hashable {
     // MARK: Proxy's own queries
 
     func runInternal(_ query: InternalQuery, sql: String) {
+        runInternal(query, message: ProxyMessages.query(sql))
+    }
+
+    /// An internal query whose Query message is built already.
+    func runInternal(_ query: InternalQuery, message: [UInt8]) {
         phase = .internalQuery(query, firstError: nil)
-        stream.write(ProxyMessages.query(sql))
+        stream.write(message)
     }
 
     /// The read-your-writes WAL position query, sent behind the client's COMMIT in the same write (no round

@@ -1,11 +1,11 @@
 import XCTest
 @testable import ProxyCore
 
-final class DeferrableBeginTests: XCTestCase {
+final class PlainTransactionStatementTests: XCTestCase {
     private func tag(_ text: String, nul: Bool = true) -> String? {
         var payload = Array(text.utf8)
         if nul { payload.append(0) }
-        return payload.withUnsafeBytes { DeferrableBegin.tag(payload: $0) }
+        return payload.withUnsafeBytes { PlainTransactionStatement.beginTag(payload: $0) }
     }
 
     func testPlainTransactionStartsGiveTheirTags() {
@@ -29,7 +29,7 @@ final class DeferrableBeginTests: XCTestCase {
 
     func testPlainCommitsAreRecognised() {
         func commit(_ text: String) -> Bool {
-            (Array(text.utf8) + [0]).withUnsafeBytes { DeferrableBegin.isCommit(payload: $0) }
+            (Array(text.utf8) + [0]).withUnsafeBytes { PlainTransactionStatement.isCommit(payload: $0) }
         }
         for text in ["COMMIT", "commit;", " End ", "END;", "COMMIT WORK", "end transaction ;", "Commit\nTransaction"] {
             XCTAssertTrue(commit(text), text)
@@ -38,13 +38,13 @@ final class DeferrableBeginTests: XCTestCase {
                      "BEGIN", "START TRANSACTION", "WORK", "END WORK TRANSACTION", "", "COMMIT;;"] {
             XCTAssertFalse(commit(text), text)
         }
-        XCTAssertNil((Array("COMMIT".utf8) + [0]).withUnsafeBytes { DeferrableBegin.tag(payload: $0) })
-        XCTAssertFalse(Array("COMMIT".utf8).withUnsafeBytes { DeferrableBegin.isCommit(payload: $0) })
+        XCTAssertNil((Array("COMMIT".utf8) + [0]).withUnsafeBytes { PlainTransactionStatement.beginTag(payload: $0) })
+        XCTAssertFalse(Array("COMMIT".utf8).withUnsafeBytes { PlainTransactionStatement.isCommit(payload: $0) })
     }
 
     func testTheTerminatingNulIsRequired() {
         XCTAssertNil(tag("BEGIN", nul: false))
-        XCTAssertNil([UInt8]([0]).withUnsafeBytes { DeferrableBegin.tag(payload: $0) })
-        XCTAssertNil([UInt8]().withUnsafeBytes { DeferrableBegin.tag(payload: $0) })
+        XCTAssertNil([UInt8]([0]).withUnsafeBytes { PlainTransactionStatement.beginTag(payload: $0) })
+        XCTAssertNil([UInt8]().withUnsafeBytes { PlainTransactionStatement.beginTag(payload: $0) })
     }
 }

@@ -1,14 +1,14 @@
-// A transaction start the proxy may answer itself and send to the server later, with the client's next
-// statement (`defer_begin`): one round trip less per transaction, and no server held by a client that
-// began a transaction and has not yet sent anything in it.
+// Transaction control statements plain enough for the proxy to act on without parsing: a BEGIN it may
+// answer itself and send later with the client's next statement (`defer_begin`), and a COMMIT the
+// read-your-writes WAL position query may follow in the same write.
 
-public enum DeferrableBegin {
+public enum PlainTransactionStatement {
     /// The CommandComplete tag Postgres sends for the Query payload `payload` (its text and terminating NUL)
     /// when it is `BEGIN`, `BEGIN WORK`, `BEGIN TRANSACTION` or `START TRANSACTION` (any case), with only
     /// spaces and at most one `;` around: "BEGIN" or "START TRANSACTION". Nil for anything else: options
     /// (an isolation level can be refused), comments, a second statement, a missing or extra NUL. On an idle
     /// server such a statement cannot fail.
-    public static func tag(payload: UnsafeRawBufferPointer) -> String? {
+    public static func beginTag(payload: UnsafeRawBufferPointer) -> String? {
         switch words(payload) {
         case (.begin?, nil)?, (.begin?, .work?)?, (.begin?, .transaction?)?: return "BEGIN"
         case (.start?, .transaction?)?: return "START TRANSACTION"
@@ -16,7 +16,7 @@ public enum DeferrableBegin {
         }
     }
 
-    /// Whether the Query payload is `COMMIT` or `END` (optionally WORK or TRANSACTION), as plain as `tag`
+    /// Whether the Query payload is `COMMIT` or `END` (optionally WORK or TRANSACTION), as plain as `beginTag`
     /// wants a BEGIN: inside a transaction it ends it, and the read-your-writes WAL position query may follow
     /// it in the same write.
     public static func isCommit(payload: UnsafeRawBufferPointer) -> Bool {
