@@ -334,9 +334,12 @@ public struct Fingerprint: Hashable, Sendable, CustomStringConvertible {
             shift = rest
         }
 
+        /// The id chain's multiplier (odd); the check chain's is `checkKey.multiplier`.
+        private static let idMultiplier: UInt64 = 0x9FB2_1C65_1E98_DF25
+
         @inline(__always)
         private mutating func mixWord() {
-            value = Self.mix(value, word, 0x9FB2_1C65_1E98_DF25)
+            value = Self.mix(value, word, Self.idMultiplier)
             checkValue = Self.mix(checkValue, word, checkMultiplier)
             word = 0
             shift = 0
@@ -359,7 +362,7 @@ public struct Fingerprint: Hashable, Sendable, CustomStringConvertible {
             return x ^ (x &>> 33)
         }
 
-        var id: UInt64 { finished(value, 0x9FB2_1C65_1E98_DF25) }
+        var id: UInt64 { finished(value, Self.idMultiplier) }
         var check: UInt64 { finished(checkValue, checkMultiplier) }
 
         /// The space between tokens.

@@ -109,16 +109,6 @@ public enum RouteHint: String, Sendable {
         return false
     }
 
-    private static func contains(_ s: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, _ word: [UInt8]) -> Bool {
-        var i = range.lowerBound
-        while i + word.count <= range.upperBound {
-            if (s[i] | 0x20) == word[0], matches(s, at: i, word, limit: range.upperBound) { return true }
-            i += 1
-        }
-        return false
-    }
-
-
     /// Index after the closing quote (a doubled quote is content), or the end of input.
     private static func quotedEnd(_ s: UnsafeBufferPointer<UInt8>, from i: Int, quote: UInt8, backslashes: Bool) -> Int {
         var j = i

@@ -37,7 +37,7 @@ public enum PlainTransactionStatement {
         var semicolon = false
         while i < n - 1 {
             let b = payload[i]
-            if b == 0x20 || b == 0x09 || b == 0x0A || b == 0x0D {
+            if isBlank(b) {
                 i += 1
             } else if b == UInt8(ascii: ";") {
                 guard !semicolon, first != nil else { return nil }
@@ -54,15 +54,18 @@ public enum PlainTransactionStatement {
         return first == nil ? nil : (first, second)
     }
 
+    /// Space, tab, newline or carriage return: what may stand between the keywords.
+    private static func isBlank(_ b: UInt8) -> Bool { b == 0x20 || b == 0x09 || b == 0x0A || b == 0x0D }
+
     private enum Word { case begin, start, work, transaction, commit, end }
     private static let keywords: [(StaticString, Word)] = [("begin", .begin), ("start", .start), ("work", .work), ("transaction", .transaction), ("commit", .commit), ("end", .end)]
 
     /// The keyword starting at `start` and the index after it; nil when the letters there are not one of them.
     private static func word(_ bytes: UnsafeRawBufferPointer, at start: Int, before end: Int) -> (Word, Int)? {
         var i = start
-        while i < end, (bytes[i] | 0x20) >= 0x61, (bytes[i] | 0x20) <= 0x7A { i += 1 }
+        while i < end, SQLLexer.isLetter(bytes[i]) { i += 1 }
         // A keyword ends at a space, a semicolon or the end (not a digit, underscore or other byte).
-        if i < end, !(bytes[i] == 0x20 || bytes[i] == 0x09 || bytes[i] == 0x0A || bytes[i] == 0x0D || bytes[i] == UInt8(ascii: ";")) { return nil }
+        if i < end, !(isBlank(bytes[i]) || bytes[i] == UInt8(ascii: ";")) { return nil }
         guard i > start else { return nil }
         for (text, word) in keywords where text.utf8CodeUnitCount == i - start {
             var same = true
