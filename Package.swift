@@ -38,7 +38,6 @@ let package = Package(
         .target(name: "ProxyIO", dependencies: [
             "ProxyCore", "PGWire", "CLibevent", "COpenSSL", "CLibpq", "CPgQuery",
             .product(name: "Logging", package: "swift-log"),
-            .product(name: "Prometheus", package: "swift-prometheus"),
         ], swiftSettings: releaseIO),
         .executableTarget(name: "switchyard", dependencies: [
             "ProxyIO", "ProxyCore",

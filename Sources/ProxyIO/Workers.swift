@@ -4,7 +4,6 @@
 import CLibevent
 import Foundation
 import PGWire
-import Prometheus
 import ProxyCore
 import Synchronization
 
@@ -74,7 +73,7 @@ public final class Workers {
     /// Filled by `add` before any loop runs; read-only afterwards.
     private(set) var proxies: [Proxy] = []
     /// Prometheus series of every worker's stats registry: histograms and counters add up across workers.
-    let collector = PrometheusCollectorRegistry()
+    let collector = MetricsCollector()
     /// Prepared statements of all workers (one server-side name per distinct statement).
     let statements = SharedStatements(resultChangedError: ProxyMessages.error(
         severity: "ERROR", code: SQLState.featureNotSupported, message: cachedPlanMessage,

@@ -1,6 +1,5 @@
 // The /metrics text: every line parses as Prometheus exposition, histogram buckets and counts match what was
 // recorded per backend and per route, counters and scrape-time gauges appear with their labels.
-import Prometheus
 @testable import ProxyCore
 import XCTest
 
@@ -105,7 +104,7 @@ final class StatsMetricsTests: XCTestCase {
     }
 
     func testWorkersSharingACollectorAddUp() {
-        let collector = PrometheusCollectorRegistry()
+        let collector = MetricsCollector()
         var a = StatsRegistry(now: 0, collector: collector)
         var b = StatsRegistry(now: 0, collector: collector)
         let s = StatementSample(fingerprint: 1, database: "app", backend: "r1", role: .replica, micros: 100)
@@ -114,5 +113,29 @@ final class StatsMetricsTests: XCTestCase {
         let m = parse(a.prometheusText())
         XCTAssertEqual(m[#"switchyard_backend_query_duration_seconds_count{backend="r1",role="replica"}"#], 7)
         XCTAssertEqual(m[#"switchyard_route_query_duration_seconds_count{route="replica"}"#], 7)
+    }
+
+    /// A bound is inclusive (Prometheus `le`): 500 µs counts at le=0.0005, 501 µs at the next bucket; the sum is
+    /// exact microseconds; a registry that only merged (a SHOW or summary view) adds no series of its own.
+    func testBucketBoundsAreInclusiveAndMergedViewsAddNothing() {
+        let collector = MetricsCollector()
+        var worker = StatsRegistry(now: 0, collector: collector)
+        for micros: UInt64 in [500, 501, 1000, 10_000_000, 10_000_001] {
+            worker.record(StatementSample(fingerprint: 1, database: "app", backend: "primary", role: .primary,
+                                          micros: micros), now: 0) { "q" }
+        }
+        var view = StatsRegistry(now: 0, collector: collector)
+        view.merge(worker)
+        let m = parse(view.prometheusText())
+        let h = #"switchyard_backend_query_duration_seconds_bucket{backend="primary",role="primary",le="#
+        XCTAssertEqual(m[h + #""0.0005"}"#], 1)
+        XCTAssertEqual(m[h + #""0.001"}"#], 3)
+        XCTAssertEqual(m[h + #""10.0"}"#], 4)
+        XCTAssertEqual(m[h + #""+Inf"}"#], 5)
+        XCTAssertEqual(try XCTUnwrap(m[#"switchyard_backend_query_duration_seconds_sum{backend="primary",role="primary"}"#]),
+                       20.002002, accuracy: 1e-9)
+        XCTAssertEqual(m[#"switchyard_route_query_duration_seconds_bucket{route="primary",le="0.0005"}"#], 1)
+        XCTAssertNil(m[#"switchyard_route_query_duration_seconds_count{route="replica"}"#], "no replica statement yet")
+        XCTAssertEqual(m[#"switchyard_backend_queries_total{backend="primary",role="primary"}"#], 5)
     }
 }

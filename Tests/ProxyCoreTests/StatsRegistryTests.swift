@@ -1,7 +1,6 @@
 // StatsRegistry: the fingerprint bound, SHOW STATS averages with a manual clock, merging two workers (and workers
 // at different points of their stats periods, against one registry that saw everything), the admin rows and
 // summary line, and that recording a known statement does not grow the heap.
-import Prometheus
 @testable import ProxyCore
 import XCTest
 
@@ -148,7 +147,7 @@ final class StatsRegistryTests: XCTestCase {
     }
 
     func testMergingTwoWorkers() {
-        let collector = PrometheusCollectorRegistry()
+        let collector = MetricsCollector()
         let settings = StatsSettings(period: 10)
         var w1 = StatsRegistry(settings: settings, now: 0, collector: collector)
         var w2 = StatsRegistry(settings: settings, now: 0, collector: collector)
@@ -165,7 +164,7 @@ final class StatsRegistryTests: XCTestCase {
         XCTAssertEqual(queries[0].totalMicros, 100_000)
         XCTAssertEqual(queries[0].window.count, 40)
         XCTAssertEqual(Double(queries[0].sinceStart.p50), 3000, accuracy: 30)
-        let merged = view.fingerprints.rows[view.fingerprints.position(of: 1)!].latency.sinceStart
+        let merged = view.fingerprints.rows[view.fingerprints.position(of: FingerprintKey(id: 1))!].latency.sinceStart
         XCTAssertEqual(Double(merged.percentile(20)), 1000, accuracy: 10)
         XCTAssertEqual(queries[1].query, "q2")
         let latency = view.latencyRows(now: 15)
@@ -194,7 +193,7 @@ final class StatsRegistryTests: XCTestCase {
     /// What the I/O layer builds for the summary line and SHOW STATS: each worker copies its registry into an empty
     /// one (Proxy.statsCopy), and the copies merge into an empty registry started at the earliest start
     /// (Proxy.mergedStats).
-    func mergedView(_ workers: [StatsRegistry], collector: PrometheusCollectorRegistry) -> StatsRegistry {
+    func mergedView(_ workers: [StatsRegistry], collector: MetricsCollector) -> StatsRegistry {
         var view = StatsRegistry(settings: workers[0].settings, now: workers.map(\.startedAt).min()!,
                                  collector: collector)
         for worker in workers {
@@ -209,7 +208,7 @@ final class StatsRegistryTests: XCTestCase {
     /// exactly 10 on, one started late at 12 and runs from exactly 20 on), merged right at boundaries and in
     /// every order: each period's line has its own statements and failures, once.
     func testMergingWorkersAtDifferentPointsOfTheirPeriodsCountsEachStatementOnceInItsPeriod() {
-        let collector = PrometheusCollectorRegistry()
+        let collector = MetricsCollector()
         let settings = StatsSettings(period: 10)
         var w1 = StatsRegistry(settings: settings, now: 0, collector: collector)
         var w2 = StatsRegistry(settings: settings, now: 0, collector: collector)
@@ -260,7 +259,7 @@ final class StatsRegistryTests: XCTestCase {
     /// boundaries, one worker's copy a step behind the others: the merged view equals one registry that recorded the
     /// same statements. Nothing is dropped, moved to a neighbouring period or counted twice.
     func testMergedWorkersEqualOneRegistryThatRecordedEverything() {
-        let collector = PrometheusCollectorRegistry()
+        let collector = MetricsCollector()
         let settings = StatsSettings(window: 20, slotCount: 4, period: 10)
         var workers = [StatsRegistry(settings: settings, now: 0, collector: collector),
                        StatsRegistry(settings: settings, now: 0, collector: collector),

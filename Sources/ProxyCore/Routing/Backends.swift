@@ -247,14 +247,28 @@ public struct BackendSet: Sendable {
 
     /// The configured primary; with `role = auto`, the backend out of recovery (preferring one whose circuit is
     /// not open, then the newest promotion). Nil if none is known.
-    public var primaryName: String? {
-        if let configured = statuses.firstIndex(where: { $0.roleSetting == .primary }) { return statuses[configured].name }
-        let candidates = statuses.filter(\.isPrimary)
-        let reachable = candidates.filter { $0.circuit != .open }
-        let pool = reachable.isEmpty ? candidates : reachable
-        // max(by:) returns the last of equals; walk in reverse so config order breaks ties.
-        return pool.reversed().max { ($0.promotedAt ?? -.infinity) < ($1.promotedAt ?? -.infinity) }?.name
+    public var primaryName: String? { primaryIndex.map { statuses[$0].name } }
+
+    /// The position of `primaryName` in `statuses` (routing every write asks: a configured primary is found
+    /// without copying any status).
+    public var primaryIndex: Int? {
+        for i in statuses.indices where statuses[i].roleSetting == .primary { return i }
+        var best: Int?
+        // The newest promotion wins; config order breaks ties; a primary whose circuit is open only when no other is.
+        for i in statuses.indices where statuses[i].isPrimary {
+            guard let b = best else { best = i; continue }
+            let (candidate, current) = (statuses[i], statuses[b])
+            if (candidate.circuit != .open) != (current.circuit != .open) {
+                if candidate.circuit != .open { best = i }
+            } else if (candidate.promotedAt ?? -.infinity) > (current.promotedAt ?? -.infinity) {
+                best = i
+            }
+        }
+        return best
     }
+
+    /// Whether the backend at `index` (of `statuses`) has its circuit closed.
+    public func isUp(at index: Int) -> Bool { statuses[index].circuit == .closed }
 
     /// Recomputes lag of every replica against the primary's latest LSN (called after each probe round).
     public mutating func updateLag() {

@@ -289,6 +289,15 @@ public struct Fingerprint: Hashable, Sendable, CustomStringConvertible {
         return (rng.next(), rng.next() | 1)
     }()
 
+    /// A dictionary hash of a fingerprint id (`Hashable._rawHashValue(seed:)`): the id is a well-mixed hash
+    /// already, so one keyed multiply replaces SipHash over it (a few hundred instructions per lookup); keyed
+    /// per process like `check`, so ids crafted to collide in a table's low bits do not.
+    @inline(__always)
+    static func tableHash(_ id: UInt64, seed: Int) -> Int {
+        let mixed = (id ^ checkKey.basis) &* checkKey.multiplier
+        return Int(truncatingIfNeeded: (mixed ^ (mixed &>> 29)) ^ UInt64(UInt(bitPattern: seed)))
+    }
+
     /// The id of normalised bytes as `normalize` writes them (`onePass` feeds the same bytes while scanning),
     /// and the keyed check hash. Bytes are gathered eight at a time into a word; each word is mixed into
     /// both hashes with one multiply each, and the length and the last partial word are folded in at the end.

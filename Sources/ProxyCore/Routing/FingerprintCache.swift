@@ -55,6 +55,10 @@ public struct FingerprintCache {
     private struct Key: Hashable {
         var id: UInt64
         var check: UInt64
+
+        func hash(into hasher: inout Hasher) { hasher.combine(check) }
+        /// `check` is a keyed hash already.
+        func _rawHashValue(seed: Int) -> Int { Int(truncatingIfNeeded: check) ^ seed }
     }
     private var byID: GenerationalCache<Key, Entry>
     /// How many fingerprints were built in full (misses and texts the one-pass id leaves out).

@@ -111,8 +111,9 @@ public struct Router: Sendable {
     }
 
     private func primary(_ backends: BackendSet) -> RouteDecision {
-        guard let name = backends.primaryName else { return RouteFailure.noPrimary.decision }
-        guard backends.isUp(name) else { return RouteFailure.primaryDown(name).decision }
+        guard let i = backends.primaryIndex else { return RouteFailure.noPrimary.decision }
+        let name = backends.statuses[i].name
+        guard backends.isUp(at: i) else { return RouteFailure.primaryDown(name).decision }
         return .primary(name)
     }
 }

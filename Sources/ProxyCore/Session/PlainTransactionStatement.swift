@@ -58,7 +58,6 @@ public enum PlainTransactionStatement {
     private static func isBlank(_ b: UInt8) -> Bool { b == 0x20 || b == 0x09 || b == 0x0A || b == 0x0D }
 
     private enum Word { case begin, start, work, transaction, commit, end }
-    private static let keywords: [(StaticString, Word)] = [("begin", .begin), ("start", .start), ("work", .work), ("transaction", .transaction), ("commit", .commit), ("end", .end)]
 
     /// The keyword starting at `start` and the index after it; nil when the letters there are not one of them.
     private static func word(_ bytes: UnsafeRawBufferPointer, at start: Int, before end: Int) -> (Word, Int)? {
@@ -67,13 +66,21 @@ public enum PlainTransactionStatement {
         // A keyword ends at a space, a semicolon or the end (not a digit, underscore or other byte).
         if i < end, !(isBlank(bytes[i]) || bytes[i] == UInt8(ascii: ";")) { return nil }
         guard i > start else { return nil }
-        for (text, word) in keywords where text.utf8CodeUnitCount == i - start {
-            var same = true
-            text.withUTF8Buffer { letters in
-                for k in 0..<letters.count where bytes[start + k] | 0x20 != letters[k] { same = false; break }
-            }
-            if same { return (word, i) }
+        // The first letter picks the one keyword it can be.
+        let candidate: (StaticString, Word)
+        switch bytes[start] | 0x20 {
+        case UInt8(ascii: "b"): candidate = ("begin", .begin)
+        case UInt8(ascii: "s"): candidate = ("start", .start)
+        case UInt8(ascii: "w"): candidate = ("work", .work)
+        case UInt8(ascii: "t"): candidate = ("transaction", .transaction)
+        case UInt8(ascii: "c"): candidate = ("commit", .commit)
+        case UInt8(ascii: "e"): candidate = ("end", .end)
+        default: return nil
         }
-        return nil
+        let (text, word) = candidate
+        guard text.utf8CodeUnitCount == i - start else { return nil }
+        let letters = text.utf8Start
+        for k in 0..<(i - start) where bytes[start + k] | 0x20 != letters[k] { return nil }
+        return (word, i)
     }
 }

@@ -113,7 +113,11 @@ public enum SessionAnalyzer {
     /// Whether the text could be a lone SET or RESET (its first word, after spaces and comments): the cheap test
     /// before looking for the proxy's own settings (`SET switchyard.statement_timeout ...`).
     public static func startsWithSetOrReset(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        startsWithWord(bytes, "set") || startsWithWord(bytes, "reset")
+        // Most statements start with another letter: one byte decides without skipping anything.
+        if let first = bytes.first, SQLLexer.isLetter(first), first | 0x20 != UInt8(ascii: "s"), first | 0x20 != UInt8(ascii: "r") {
+            return false
+        }
+        return startsWithWord(bytes, "set") || startsWithWord(bytes, "reset")
     }
 
     /// Whether the text's first word (after spaces and comments) is `word` (lowercase).

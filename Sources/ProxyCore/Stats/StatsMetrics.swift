@@ -1,5 +1,6 @@
 // The Prometheus side of the stats: every exported metric in one table, the per-backend and per-route series the
-// registry records into, and the /metrics text (swift-prometheus renders it; gauges are set at scrape time).
+// registry records into, and the /metrics text (the per-statement series from SharedSeries.swift, the rest rendered
+// by swift-prometheus; gauges are set at scrape time).
 
 import Prometheus
 
@@ -18,8 +19,7 @@ enum SwitchyardMetric {
     static let replicaLagBytes = make("replica_lag", "bytes", "WAL bytes a replica's replay is behind the primary.")
     static let replicaLagSeconds = make("replica_lag", "seconds", "Seconds a replica's replay is behind the primary.")
 
-    /// Buckets of the duration histograms, in seconds: 0.5 ms .. 10 s. Seconds as Double rather than Duration:
-    /// each record compares against every bucket, and Double compares inline (Duration's `<` is a call).
+    /// Buckets of the duration histograms, in seconds: 0.5 ms .. 10 s (recorded in microseconds, SeriesCells).
     static let durationBuckets: [Double] = [
         0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
     ]
@@ -29,61 +29,50 @@ enum SwitchyardMetric {
     }
 }
 
-/// One backend's series: `backend` and `role` labels.
+/// One backend's series: `backend` and `role` labels. The duration histogram and the statement and failure
+/// counters are this registry's cells in the shared series, made on the first statement it records (a registry
+/// that only displays merged statistics never makes any); the rare counters are swift-prometheus's.
 struct BackendMetrics: Sendable {
-    let duration: ValueHistogram
-    let queries: Counter
-    let errors: Counter
+    private let labels: [(String, String)]
+    private(set) var cells: SeriesCells?
     let timeouts: Counter
     let misroutes: Counter
     let pipelined: Counter
 
-    init(collector: PrometheusCollectorRegistry, name: String, role: BackendRole) {
-        let labels = [("backend", name), ("role", role.rawValue)]
-        duration = collector.makeValueHistogram(descriptor: SwitchyardMetric.backendDuration, labels: labels,
-                                                   buckets: SwitchyardMetric.durationBuckets)
-        queries = collector.makeCounter(descriptor: SwitchyardMetric.backendQueries, labels: labels)
-        errors = collector.makeCounter(descriptor: SwitchyardMetric.backendErrors, labels: labels)
-        timeouts = collector.makeCounter(descriptor: SwitchyardMetric.backendTimeouts, labels: labels)
-        misroutes = collector.makeCounter(descriptor: SwitchyardMetric.backendMisroutes, labels: labels)
-        pipelined = collector.makeCounter(descriptor: SwitchyardMetric.backendPipelined, labels: labels)
+    init(collector: MetricsCollector, name: String, role: BackendRole) {
+        labels = [("backend", name), ("role", role.rawValue)]
+        timeouts = collector.prometheus.makeCounter(descriptor: SwitchyardMetric.backendTimeouts, labels: labels)
+        misroutes = collector.prometheus.makeCounter(descriptor: SwitchyardMetric.backendMisroutes, labels: labels)
+        pipelined = collector.prometheus.makeCounter(descriptor: SwitchyardMetric.backendPipelined, labels: labels)
     }
 
-    func record(micros: UInt64, outcome: StatementSample.Outcome) {
-        duration.record(Double(micros) / 1_000_000)
-        queries.increment()
-        switch outcome {
-        case .ok: break
-        case .error: errors.increment()
-        case .timeout:
-            errors.increment()
-            timeouts.increment()
-        }
+    mutating func record(micros: UInt64, outcome: StatementSample.Outcome, collector: MetricsCollector) {
+        if cells == nil { cells = collector.cells(.backend, labels: labels) }
+        cells!.record(micros: micros, failed: outcome.failed)
+        if case .timeout = outcome { timeouts.increment() }
     }
 }
 
-/// The collector and the series every registry has from the start.
+/// The collector, this registry's route series (made on the first statement of each route) and the evictions.
 struct StatsMetrics: Sendable {
-    let collector: PrometheusCollectorRegistry
-    let primaryRoute: ValueHistogram
-    let replicaRoute: ValueHistogram
+    let collector: MetricsCollector
+    private var primaryRoute: SeriesCells?
+    private var replicaRoute: SeriesCells?
     let evictions: Counter
 
-    init(collector: PrometheusCollectorRegistry) {
+    init(collector: MetricsCollector) {
         self.collector = collector
-        func route(_ role: BackendRole) -> ValueHistogram {
-            collector.makeValueHistogram(descriptor: SwitchyardMetric.routeDuration, labels: [("route", role.rawValue)],
-                                            buckets: SwitchyardMetric.durationBuckets)
-        }
-        primaryRoute = route(.primary)
-        replicaRoute = route(.replica)
-        evictions = collector.makeCounter(descriptor: SwitchyardMetric.fingerprintEvictions)
+        evictions = collector.prometheus.makeCounter(descriptor: SwitchyardMetric.fingerprintEvictions)
     }
 
-    func route(_ role: BackendRole) -> ValueHistogram {
+    mutating func recordRoute(_ role: BackendRole, micros: UInt64, failed: Bool) {
         switch role {
-        case .primary: return primaryRoute
-        case .replica: return replicaRoute
+        case .primary:
+            if primaryRoute == nil { primaryRoute = collector.cells(.route, labels: [("route", role.rawValue)]) }
+            primaryRoute!.record(micros: micros, failed: failed)
+        case .replica:
+            if replicaRoute == nil { replicaRoute = collector.cells(.route, labels: [("route", role.rawValue)]) }
+            replicaRoute!.record(micros: micros, failed: failed)
         }
     }
 }
@@ -145,18 +134,20 @@ extension StatsRegistry {
             setGauge(SwitchyardMetric.replicaLagBytes, [("backend", lag.backend)], lag.bytes.map { Double($0) })
             setGauge(SwitchyardMetric.replicaLagSeconds, [("backend", lag.backend)], lag.seconds)
         }
+        var text = ""
+        metrics.collector.emitSeries(into: &text)
         var buffer: [UInt8] = []
-        metrics.collector.emit(into: &buffer)
-        return String(decoding: buffer, as: UTF8.self)
+        metrics.collector.prometheus.emit(into: &buffer)
+        return text + String(decoding: buffer, as: UTF8.self)
     }
 
     /// Sets a gauge, or removes its series when the value is unknown.
     private func setGauge(_ descriptor: MetricNameDescriptor, _ labels: [(String, String)], _ value: Double?) {
-        let gauge = metrics.collector.makeGauge(descriptor: descriptor, labels: labels)
+        let gauge = metrics.collector.prometheus.makeGauge(descriptor: descriptor, labels: labels)
         if let value {
             gauge.set(value)
         } else {
-            metrics.collector.unregisterGauge(gauge)
+            metrics.collector.prometheus.unregisterGauge(gauge)
         }
     }
 }

@@ -137,6 +137,14 @@ struct KeyedRows<Key: Hashable & Sendable, Row: Sendable>: Sendable {
     }
 }
 
+/// A fingerprint id as a stats key, hashed by `Fingerprint.tableHash` rather than SipHash.
+struct FingerprintKey: Hashable, Sendable {
+    var id: UInt64
+
+    func hash(into hasher: inout Hasher) { hasher.combine(id) }
+    func _rawHashValue(seed: Int) -> Int { Fingerprint.tableHash(id, seed: seed) }
+}
+
 /// A backend as stats see it: a promoted replica starts new series under role "primary".
 struct BackendKey: Hashable, Sendable {
     var name: String
@@ -154,7 +162,7 @@ struct BackendStats: Sendable {
     var latency: WindowedLatency
     /// For the summary line's per-period rates.
     var period: PeriodSnapshots<LatencyTotals>
-    let metrics: BackendMetrics
+    var metrics: BackendMetrics
 }
 
 /// PgBouncer's per-database totals (PgStats): counts, bytes and microseconds.
@@ -208,8 +216,8 @@ struct DatabaseStats: Sendable {
 ///
 /// Per finished statement the I/O layer calls `record(_:now:queryText:)`; for a fingerprint, backend and database
 /// seen before it does not allocate (StatsRegistryTests checks the heap), except when a window slot starts and the
-/// pool has no spare histogram. Prometheus series go to a `PrometheusCollectorRegistry` that every worker's
-/// registry shares (pass the same one to each): its histograms and counters add up across workers by themselves.
+/// pool has no spare histogram. Prometheus series go to a `MetricsCollector` that every worker's registry shares
+/// (pass the same one to each): each registry records into cells of its own there, and a scrape adds them up.
 ///
 /// `now` is monotonic seconds (CLOCK_MONOTONIC), the same clock in every worker: window slots and stats periods
 /// are aligned to multiples of their length on it, which is what lets registries merge slot by slot.
@@ -224,8 +232,8 @@ public struct StatsRegistry: Sendable {
     public let settings: StatsSettings
     /// Monotonic seconds at creation; SHOW STATS averages do not reach back before it.
     public let startedAt: Double
-    let metrics: StatsMetrics
-    var fingerprints = KeyedRows<UInt64, FingerprintStats>()
+    var metrics: StatsMetrics
+    var fingerprints = KeyedRows<FingerprintKey, FingerprintStats>()
     var backends = KeyedRows<BackendKey, BackendStats>()
     var databases = KeyedRows<String, DatabaseStats>()
     private var pool = LatencyPool()
@@ -235,7 +243,7 @@ public struct StatsRegistry: Sendable {
     public private(set) var evictedFingerprints: UInt64 = 0
 
     public init(settings: StatsSettings = StatsSettings(), now: Double,
-                collector: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
+                collector: MetricsCollector = MetricsCollector()) {
         self.settings = settings
         self.startedAt = now
         self.metrics = StatsMetrics(collector: collector)
@@ -254,7 +262,7 @@ public struct StatsRegistry: Sendable {
         let failed = sample.outcome.failed
         if now >= nextRelease { releaseExpiredSlots(now: now) }
 
-        let f = fingerprintPosition(sample.fingerprint, countingEviction: true, queryText)
+        let f = fingerprintPosition(FingerprintKey(id: sample.fingerprint), countingEviction: true, queryText)
         fingerprints.rows[f].latency.record(micros: sample.micros, failed: failed, now: now, pool: &pool)
         fingerprints.rows[f].rows &+= sample.rows
 
@@ -262,8 +270,8 @@ public struct StatsRegistry: Sendable {
         let b = backendPosition(BackendKey(name: sample.backend, role: sample.role), epoch: epoch)
         backends.rows[b].period.advance(to: epoch, current: backends.rows[b].latency.totals)
         backends.rows[b].latency.record(micros: sample.micros, failed: failed, now: now, pool: &pool)
-        backends.rows[b].metrics.record(micros: sample.micros, outcome: sample.outcome)
-        metrics.route(sample.role).record(Double(sample.micros) / 1_000_000)
+        backends.rows[b].metrics.record(micros: sample.micros, outcome: sample.outcome, collector: metrics.collector)
+        metrics.recordRoute(sample.role, micros: sample.micros, failed: failed)
 
         let d = databasePosition(sample.database, epoch: epoch)
         databases.rows[d].period.advance(to: epoch, current: databases.rows[d].totals)
@@ -315,7 +323,7 @@ public struct StatsRegistry: Sendable {
 
     /// The row of fingerprint `id`; a new one when unseen, replacing the one with the least total time when full
     /// (counted unless a display registry makes room while merging).
-    private mutating func fingerprintPosition(_ id: UInt64, countingEviction: Bool, _ queryText: () -> String) -> Int {
+    private mutating func fingerprintPosition(_ id: FingerprintKey, countingEviction: Bool, _ queryText: () -> String) -> Int {
         if let i = fingerprints.position(of: id) { return i }
         let row = FingerprintStats(text: Self.cut(queryText(), to: settings.queryTextLimit),
                                    latency: WindowedLatency(window: settings.window, slotCount: settings.slotCount))

@@ -92,7 +92,7 @@ extension StatsRegistry {
         let top = rows.indices.sorted { rows[$0].latency.totals.micros > rows[$1].latency.totals.micros }.prefix(Swift.max(0, limit))
         return top.map { i in
             let latency = rows[i].latency
-            return QueryStatsRow(fingerprint: fingerprints.keys[i], query: rows[i].text, calls: latency.totals.calls,
+            return QueryStatsRow(fingerprint: fingerprints.keys[i].id, query: rows[i].text, calls: latency.totals.calls,
                                  errors: latency.totals.errors, rows: rows[i].rows, totalMicros: latency.totals.micros,
                                  sinceStart: latency.sinceStart.summary,
                                  window: latency.windowHistogram(now: now).summary)
