@@ -79,8 +79,8 @@ public final class EventLoop {
     fileprivate func flushStreams() {
         // Flushing can make more streams dirty (a callback it runs may write): they go in the next round.
         swap(&dirty, &flushing)
-        for stream in flushing { stream.flush() }
-        flushing.removeAll(keepingCapacity: true)
+        // Last first: popLast keeps the capacity without removeAll's generic range replacement.
+        while let stream = flushing.popLast() { stream.flush() }
     }
 
     /// Runs until `stop()`.

@@ -33,7 +33,7 @@ extension ServerConnection {
             phase = .closed
             stream.close()
             pool.serverFailed(self, error: fields(code, "switchyard could not connect to backend \(backend.name) (\(address.description)): \(why)"))
-        case .internalQuery(.setup, _):
+        case .internalQuery(.setup):
             // Lost while being checked or set up for a client that has sent nothing through it yet:
             // the client waits for another server instead of failing.
             log.warning("server connection lost before use", metadata: ["server": "\(label)", "reason": "\(why)"])

@@ -11,11 +11,15 @@ import ProxyCore
 let walPositionQuery = ProxyMessages.query("SELECT pg_current_wal_insert_lsn()")
 
 final class ServerConnection: StreamHandler, Hashable {
+    /// Without payloads that need reference counting (the login machine and an internal query's first error
+    /// are kept beside it): reading the phase on every forwarded message copies no strings or objects.
     enum Phase {
         case connecting
-        case login(ServerLoginStateMachine)
-        /// Running a query of the proxy's own; responses are swallowed until ReadyForQuery.
-        case internalQuery(InternalQuery, firstError: ErrorFields?)
+        /// Logging in: `login` holds the state machine.
+        case login
+        /// Running a query of the proxy's own; responses are swallowed until ReadyForQuery (the first error in
+        /// `internalError`).
+        case internalQuery(InternalQuery)
         case idle
         case active
         case closed
@@ -32,6 +36,10 @@ final class ServerConnection: StreamHandler, Hashable {
     let backend: BackendConfig
     let stream: Stream
     var phase: Phase = .connecting
+    /// While `.login`.
+    private var login: ServerLoginStateMachine?
+    /// While `.internalQuery`: the first ErrorResponse of the query.
+    private var internalError: ErrorFields?
     /// The attached client while active or being set up for one.
     /// Not weak (see Stream.handler): every path that ends the client's use of this server (release, goIdle,
     /// close) clears it, and a client detaches its server before it closes.
@@ -166,7 +174,8 @@ final class ServerConnection: StreamHandler, Hashable {
         if events & Int16(BEV_EVENT_CONNECTED) != 0 {
             guard case .connecting = phase else { return }
             SocketOptions.setNoDelay(stream.fd)
-            phase = .login(ServerLoginStateMachine(user: pool.user, credential: pool.credential, crypto: proxy.crypto))
+            login = ServerLoginStateMachine(user: pool.user, credential: pool.credential, crypto: proxy.crypto)
+            phase = .login
             stream.write(ProxyMessages.startup(parameters: [("user", pool.user), ("database", pool.database)]))
             return
         }
@@ -208,7 +217,7 @@ final class ServerConnection: StreamHandler, Hashable {
     // MARK: Login
 
     private func readLogin() {
-        while case .login(var machine) = phase {
+        while case .login = phase, var machine = login {
             let frame: Frame
             do {
                 guard let f = try stream.takeFrame(maxLength: 1 << 20) else { return }
@@ -221,7 +230,7 @@ final class ServerConnection: StreamHandler, Hashable {
                 return loginFailed(fields(SQLState.connectionFailure, "invalid message from server: \(error.message)"), reason: error.message)
             }
             let action = proxy.serverLoginStep(&machine, message)
-            phase = .login(machine)
+            login = machine
             switch action {
             case .none: continue
             case .send(let bytes): stream.write(bytes)
@@ -230,6 +239,7 @@ final class ServerConnection: StreamHandler, Hashable {
                 processID = pid
                 secretKey = key
                 phase = .idle
+                login = nil
                 idleSince = proxy.loop.now
                 log.debug("server connected", metadata: ["server": "\(label)"])
                 pool.serverLoggedIn(self)
@@ -243,6 +253,7 @@ final class ServerConnection: StreamHandler, Hashable {
     private func loginFailed(_ errorFields: ErrorFields, reason: String) {
         log.warning("server login failed", metadata: ["server": "\(label)", "reason": "\(reason)"])
         phase = .closed
+        login = nil
         stream.close()
         pool.serverFailed(self, error: errorFields)
     }
@@ -259,7 +270,8 @@ final class ServerConnection: StreamHandler, Hashable {
 
     /// An internal query whose Query message is built already.
     func runInternal(_ query: InternalQuery, message: [UInt8]) {
-        phase = .internalQuery(query, firstError: nil)
+        phase = .internalQuery(query)
+        internalError = nil
         stream.write(message)
     }
 
@@ -274,11 +286,12 @@ final class ServerConnection: StreamHandler, Hashable {
     /// The COMMIT is answered: read the WAL position query sent behind it.
     func awaitWalQuery() {
         walQueryInFlight = false
-        phase = .internalQuery(.walPosition, firstError: nil)
+        phase = .internalQuery(.walPosition)
+        internalError = nil
     }
 
     private func readInternal() {
-        while case .internalQuery(let query, let firstError) = phase {
+        while case .internalQuery(let query) = phase {
             let frame: Frame
             do {
                 guard let f = try stream.takeFrame(maxLength: proxy.config.proxy.maxPacketSize) else { return }
@@ -289,10 +302,12 @@ final class ServerConnection: StreamHandler, Hashable {
             guard let message = try? BackendMessage(frame) else { return broken("malformed message from server") }
             switch message {
             case .parameterStatus(let name, let value): parameters[name] = value
-            case .error(let f): if firstError == nil { phase = .internalQuery(query, firstError: f) }
+            case .error(let f): if internalError == nil { internalError = f }
             case .readyForQuery(let status):
                 transactionStatus = status
                 phase = .active
+                let firstError = internalError
+                internalError = nil
                 internalQueryDone(query, error: firstError, status: status)
                 internalRow = nil
                 return

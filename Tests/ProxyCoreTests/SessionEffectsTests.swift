@@ -126,6 +126,14 @@ final class SessionEffectsTests: XCTestCase {
         XCTAssertFalse(check("SELECT set_config('a', 'b', false)"))
         XCTAssertFalse(check("settle"))
         XCTAssertFalse(check("UPDATE t SET a = 1"))
+        // Decided from the first letter when there is nothing to skip.
+        XCTAssertTrue(check("RESET ALL"))
+        XCTAssertTrue(check("reset"))
+        XCTAssertTrue(check("set;"))
+        XCTAssertFalse(check("set_config"))
+        XCTAssertFalse(check("RESETS"))
+        XCTAssertFalse(check("rollback"))
+        XCTAssertFalse(check("s"))
     }
 
     func testEffectsTable() {

@@ -113,9 +113,13 @@ public enum SessionAnalyzer {
     /// Whether the text could be a lone SET or RESET (its first word, after spaces and comments): the cheap test
     /// before looking for the proxy's own settings (`SET switchyard.statement_timeout ...`).
     public static func startsWithSetOrReset(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        // Most statements start with another letter: one byte decides without skipping anything.
-        if let first = bytes.first, SQLLexer.isLetter(first), first | 0x20 != UInt8(ascii: "s"), first | 0x20 != UInt8(ascii: "r") {
-            return false
+        // A statement that starts with a letter (most do) is decided from there, without skipping anything.
+        if let first = bytes.first, SQLLexer.isLetter(first) {
+            switch first | 0x20 {
+            case UInt8(ascii: "s"): return isWord(bytes, at: 0, "set")
+            case UInt8(ascii: "r"): return isWord(bytes, at: 0, "reset")
+            default: return false
+            }
         }
         return startsWithWord(bytes, "set") || startsWithWord(bytes, "reset")
     }
@@ -136,9 +140,14 @@ public enum SessionAnalyzer {
                 break
             }
         }
+        return isWord(bytes, at: i, word)
+    }
+
+    /// Whether `word` (lowercase) stands at `i`, not followed by a letter or underscore.
+    private static func isWord(_ bytes: UnsafeRawBufferPointer, at i: Int, _ word: StaticString) -> Bool {
         guard matches(bytes, i, word) else { return false }
         let end = i + word.utf8CodeUnitCount
-        return end >= n || !(bytes[end] | 0x20 >= 0x61 && bytes[end] | 0x20 <= 0x7A) && bytes[end] != UInt8(ascii: "_")
+        return end >= bytes.count || !(bytes[end] | 0x20 >= 0x61 && bytes[end] | 0x20 <= 0x7A) && bytes[end] != UInt8(ascii: "_")
     }
 
     public static func mayHaveEffects(_ sql: String) -> Bool {
