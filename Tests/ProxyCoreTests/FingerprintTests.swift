@@ -198,7 +198,9 @@ final class FingerprintTests: XCTestCase {
                          "::", ":", ".", "..", "[", "]", "<>", "->>", "--c\n", "/*c*/", "/* /* */ */", "$", "@", "=", "*",
                          "'open", "\"open", "$t$open", "/*open", "0x1F", "B'1'", "N'n'", "U&'u'",
                          // Letters that can prefix a string, glued to what follows by the soup: e'..', u&"..", _'..'.
-                         "e", "E", "b", "x", "n", "u", "U", "_", "&", "'q'", "\"q\"", "in(", "IN (1,2)", "a$1", "t_"]
+                         "e", "E", "b", "x", "n", "u", "U", "_", "&", "'q'", "\"q\"", "in(", "IN (1,2)", "a$1", "t_",
+                         // Integers and ( ) , = next to what may or may not end them (the one-pass fast path).
+                         "12345", "0", "7)", "(8", "9,", "10;", "=", "==", "=>", "=-", "=1", "1=", "1.", "1_0", "1a", "42e", "=/*c*/"]
         var rng = RoutingTestRNG(seed: 0x5EED)   // SplitMix64, from BackendsTests
         for _ in 0..<8_000 {
             var sql = ""

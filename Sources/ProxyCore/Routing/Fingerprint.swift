@@ -169,6 +169,26 @@ public struct Fingerprint: Hashable, Sendable, CustomStringConvertible {
                 collapseInList(s, afterWord: start..<i, at: &i, into: &h, hasStrings: &hasStrings)
                 continue
             }
+            // Plain integers and ( ) , = are read here too, as the lexer would read them; anything more
+            // (a decimal point, an exponent, a longer operator, a comment) goes through the lexer.
+            if i < n, pendingSemicolons == 0 {
+                let c = s[i]
+                if SQLLexer.isDigit(c) {
+                    var j = i &+ 1
+                    while j < n && SQLLexer.isDigit(s[j]) { j &+= 1 }
+                    if j == n || SQLLexer.isSpace(s[j]) || s[j] == UInt8(ascii: ",") || s[j] == UInt8(ascii: ")") || s[j] == UInt8(ascii: ";") {
+                        h.placeholder()
+                        i = j
+                        continue
+                    }
+                } else if c == UInt8(ascii: "(") || c == UInt8(ascii: ")") || c == UInt8(ascii: ",")
+                            || (c == UInt8(ascii: "=") && (i &+ 1 == n || !SQLLexer.isOperatorChar(s[i &+ 1]))) {
+                    h.separate()
+                    h.byte(c)
+                    i &+= 1
+                    continue
+                }
+            }
             guard let t = SQLLexer.scan(s, from: i) else { break }
             i = t.range.upperBound
             if t.kind == .semicolon {
