@@ -43,7 +43,10 @@ public struct WindowedLatency: Sendable {
         var histogram: LatencyHistogram?
     }
 
-    public private(set) var sinceStart = LatencyHistogram()
+    /// Samples of slots that were started again or given back to the pool: with the slots' own samples, every
+    /// sample since start. A statement is recorded once (into its slot), not twice (slot and a since-start
+    /// histogram); a slot's samples move here when the slot is reused, once per slot length at most.
+    private var archive = LatencyHistogram()
     public private(set) var totals = LatencyTotals.zero
     private var slots: [Slot]
     public let slotSeconds: Double
@@ -56,6 +59,15 @@ public struct WindowedLatency: Sendable {
 
     public var window: Double { slotSeconds * Double(slots.count) }
 
+    /// Every sample since start in one histogram (built for display: the archive and every slot merged).
+    public var sinceStart: LatencyHistogram {
+        var all = archive
+        for slot in slots {
+            if let histogram = slot.histogram { all.merge(histogram) }
+        }
+        return all
+    }
+
     /// Records one statement. Allocates only when the slot that starts has no histogram and the pool is empty.
     public mutating func record(micros: UInt64, failed: Bool, now: Double, pool: inout LatencyPool) {
         let epoch = epoch(now)
@@ -64,7 +76,6 @@ public struct WindowedLatency: Sendable {
         slots[i].totals.add(micros: micros, failed: failed)
         slots[i].histogram!.record(micros: micros)
         totals.add(micros: micros, failed: failed)
-        sinceStart.record(micros: micros)
     }
 
     /// Calls, failures and time in the window ending at `now`.
@@ -89,6 +100,7 @@ public struct WindowedLatency: Sendable {
         for i in slots.indices {
             guard let histogram = slots[i].histogram else { continue }
             if let current, isLive(slots[i], current: current) { continue }
+            archive.merge(histogram)
             pool.give(histogram)
             slots[i].histogram = nil
         }
@@ -98,12 +110,16 @@ public struct WindowedLatency: Sendable {
     /// histograms, never shares `other`'s buffers (sharing would make `other`'s next record copy them).
     public mutating func merge(_ other: WindowedLatency, pool: inout LatencyPool) {
         precondition(other.slots.count == slots.count && other.slotSeconds == slotSeconds, "windows differ")
-        sinceStart.merge(other.sinceStart)
+        archive.merge(other.archive)
         totals = totals + other.totals
         for theirs in other.slots {
             guard let histogram = theirs.histogram else { continue }
             let i = index(theirs.epoch)
-            if slots[i].epoch > theirs.epoch { continue }
+            // Older than this window's slot there: outside the window, still since start.
+            if slots[i].epoch > theirs.epoch {
+                archive.merge(histogram)
+                continue
+            }
             if slots[i].epoch < theirs.epoch { start(i, epoch: theirs.epoch, pool: &pool) }
             slots[i].totals = slots[i].totals + theirs.totals
             slots[i].histogram!.merge(histogram)
@@ -117,6 +133,7 @@ public struct WindowedLatency: Sendable {
         if slots[i].histogram == nil {
             slots[i].histogram = pool.take()
         } else {
+            archive.merge(slots[i].histogram!)
             slots[i].histogram!.reset()
         }
     }
