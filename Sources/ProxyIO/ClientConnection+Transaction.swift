@@ -18,7 +18,7 @@ extension ClientConnection {
         let maxLength = proxy.config.proxy.maxPacketSize
         if heldBegin { sendHeldBegin(to: server) }
         var walQueryBehind = false
-        loop: while case .active(let current) = phase, current === server {
+        loop: while isActive(on: server) {
             if remaining > 0 {
                 guard forwardOwedBytes(to: server) else { break }
                 continue

@@ -23,8 +23,10 @@ final class ClientConnection: StreamHandler, Hashable {
     }
 
     let id: Int
-    /// The Proxy outlives every connection (it runs the loop that owns them): no reference counting on the hot path.
-    unowned(unsafe) let proxy: Proxy
+    /// The Proxy outlives every connection (it runs the loop that owns them). A strong `let`: Swift reads it
+    /// without a retain/release pair per use, which `unowned(unsafe)` costs; the connection's own retain of the
+    /// Proxy is one at creation and one at the end.
+    let proxy: Proxy
     let stream: Stream
     let peer: String
     var phase: Phase = .startup
@@ -109,6 +111,15 @@ final class ClientConnection: StreamHandler, Hashable {
     var label: String { "client \(id) \(peer)" + (info.map { " \($0.user)@\($0.database)" } ?? "") }
 
     // MARK: StreamHandler
+
+    /// Whether `server` is this client's active server. A function of its own so that no copy of the phase's
+    /// payload (a retained server) outlives the comparison, as a `case .active(let current)` binding in a loop
+    /// condition would.
+    @inline(__always)
+    func isActive(on server: ServerConnection) -> Bool {
+        if case .active(let current) = phase { return current === server }
+        return false
+    }
 
     func streamReadable(_ stream: Stream) {
         switch phase {
@@ -452,7 +463,7 @@ final class ClientConnection: StreamHandler, Hashable {
     /// Transaction mode: the server reported idle with nothing in flight. Commit the transaction's session
     /// effects, and give the server back unless the client is pinned.
     func transactionEnded(on server: ServerConnection) {
-        guard case .active(let current) = phase, current === server else { return }
+        guard isActive(on: server) else { return }
         if !pendingEffects.isEmpty {
             if !server.transactionFailed {
                 // The server's own parameters follow the statements (RESET goes to the server's default);

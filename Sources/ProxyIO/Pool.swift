@@ -6,8 +6,9 @@ import PGWire
 import ProxyCore
 
 final class Pool {
-    /// The Proxy outlives its pools (it owns them): no reference counting on the hot path.
-    unowned(unsafe) let proxy: Proxy
+    /// The Proxy outlives its pools (it owns them, for the life of the process). A strong `let` (a cycle the
+    /// process never needs to break): read without a retain/release pair per use, unlike `unowned(unsafe)`.
+    let proxy: Proxy
     let database: String
     let user: String
     /// The backend this pool's servers connect to.

@@ -18,11 +18,12 @@ extension ServerConnection {
     /// The oldest request's fingerprint, taken off the queue.
     func takeRequestFingerprint() -> Fingerprint? {
         guard requestFingerprintsHead < requestFingerprints.count else { return nil }
+        // Usually the only one: moved out (no copy of its text to retain and release).
+        if requestFingerprintsHead == 0 && requestFingerprints.count == 1 { return requestFingerprints.removeLast() }
         let fingerprint = requestFingerprints[requestFingerprintsHead]
         requestFingerprintsHead += 1
         if requestFingerprintsHead == requestFingerprints.count {
-            // Usually the only one: popLast is cheap where removeAll(keepingCapacity:) is a generic replace.
-            if requestFingerprintsHead == 1 { requestFingerprints.removeLast() } else { requestFingerprints.removeAll(keepingCapacity: true) }
+            requestFingerprints.removeAll(keepingCapacity: true)
             requestFingerprintsHead = 0
         }
         return fingerprint
