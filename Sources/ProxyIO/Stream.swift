@@ -1,6 +1,7 @@
-// A libevent bufferevent with the few operations the data path needs: peek a 5-byte header, take a
-// whole small message, move bytes to another stream without copying, write, and close after a flush.
-// TLS swaps the socket bufferevent for an OpenSSL one on the same socket; the data path does not change.
+// A socket with the few operations the data path needs: peek a 5-byte header, take a whole small message,
+// move bytes to another stream without copying, write, and close after a flush. A plain socket is read and
+// written by the stream itself, through evbuffers of its own (a bufferevent only connects it and closes it);
+// TLS swaps in an OpenSSL bufferevent on the same socket, whose buffers the data path then uses as they are.
 import CLibevent
 import COpenSSL
 import Glibc
@@ -28,6 +29,9 @@ private let eventCallback: bufferevent_event_cb = { _, events, ctx in
 }
 private let socketReadCallback: event_callback_fn = { _, _, ctx in
     Unmanaged<Stream>.fromOpaque(ctx!).takeUnretainedValue().readSocket()
+}
+private let socketWriteCallback: event_callback_fn = { _, _, ctx in
+    Unmanaged<Stream>.fromOpaque(ctx!).takeUnretainedValue().socketWritable()
 }
 
 /// Output above this pauses the source (backpressure); the source resumes when output drains below `resumeBytes`.
@@ -104,10 +108,15 @@ final class Stream {
     /// retain and release around each use, which an `unowned(unsafe)` reference costs (measured: every call
     /// through one was a retain/release pair).
     let loop: EventLoop
-    /// Plain sockets are written by `flush()` straight away; the bufferevent's write event is armed only while
-    /// the socket is full (`writeArmed`). OpenSSL bufferevents write themselves.
+    /// Plain sockets are written by `flush()` straight away; `writeEvent` is armed only while the socket is
+    /// full (`writeArmed`). OpenSSL bufferevents write themselves.
     private var directWrites = true
     private var writeArmed = false
+    /// A plain socket's own write event, made the first time the socket is full.
+    private var writeEvent: OpaquePointer?
+    /// Plain sockets: `drained()` runs when a write leaves this many bytes or fewer (the bufferevent's low
+    /// watermark does it for OpenSSL's).
+    private var writeLowWatermark = 0
     private var queuedForFlush = false
     /// Someone waits for the output to drain (backpressure, close after flush, TLS setup): `drained()` runs
     /// when a flush empties it.
@@ -121,13 +130,24 @@ final class Stream {
     /// The last read filled its space: the next one reserves more (large results), else a small chain.
     private var lastReadFilled = false
 
+    deinit {
+        if let writeEvent { event_free(writeEvent) }
+        // A plain stream's own buffers (a parked one has none; after TLS they were the bufferevent's).
+        if directWrites && !parked {
+            evbuffer_free(input)
+            evbuffer_free(output)
+        }
+    }
+
     init(loop: EventLoop, fd: Int32, handler: StreamHandler) {
         self.loop = loop
         self.fd = fd
         let bev = bufferevent_socket_new(loop.base, fd, Int32(BEV_OPT_CLOSE_ON_FREE.rawValue))!
         self.bev = bev
-        self.input = bufferevent_get_input(bev)
-        self.output = bufferevent_get_output(bev)
+        // A plain socket's data goes through buffers of its own, not the bufferevent's: those carry the
+        // bufferevent's callbacks, which libevent runs on every add, move and drain (measured: the largest
+        // single libevent cost of a forwarded transaction). The bufferevent connects, and closes the socket.
+        (self.input, self.output) = Self.plainBuffers()
         self.handler = handler
         let ctx = Unmanaged.passUnretained(self).toOpaque()
         bufferevent_setcb(bev, readCallback, writeCallback, eventCallback, ctx)
@@ -157,8 +177,6 @@ final class Stream {
     private func startReading() {
         guard bev != nil, directWrites, !isClosed else { return }
         if readEvent == nil {
-            // The socket bufferevent freezes the end of its input (only it adds there); this stream adds instead.
-            evbuffer_unfreeze(input, 0)
             readEvent = event_new(loop.base, fd, Int16(EV_READ | EV_PERSIST), socketReadCallback,
                                   Unmanaged.passUnretained(self).toOpaque())
         }
@@ -223,28 +241,46 @@ final class Stream {
     }
 
     /// Writes the buffered output now (EventLoop calls it once per turn). What the socket does not take, and
-    /// any error, is left to the bufferevent's write event, armed until the output is empty.
+    /// any error, is left to the stream's write event, armed until the output is empty.
     func flush() {
         queuedForFlush = false
-        guard directWrites, !writeArmed, !isClosed, let bev, evbuffer_get_length(output) > 0 else { return }
-        // The socket bufferevent freezes the front of its output (only it drains it); open it for this write.
-        evbuffer_unfreeze(output, 1)
+        guard directWrites, !writeArmed, !isClosed, !parked, evbuffer_get_length(output) > 0 else { return }
         let written = evbuffer_write(output, fd)
-        evbuffer_freeze(output, 1)
         if written < 0 || evbuffer_get_length(output) > 0 {
             writeArmed = true
-            bufferevent_enable(bev, Int16(EV_WRITE))
+            if writeEvent == nil {
+                writeEvent = event_new(loop.base, fd, Int16(EV_WRITE | EV_PERSIST), socketWriteCallback,
+                                       Unmanaged.passUnretained(self).toOpaque())
+            }
+            event_add(writeEvent, nil)
             return
         }
         if drainWaiter { drained() }
     }
 
+    /// The plain socket takes more output (its write event, armed by `flush`): writes, disarms once empty, and
+    /// reports a drain to the low watermark or a write error, as the bufferevent's write callback did.
+    fileprivate func socketWritable() {
+        guard !isClosed, directWrites else { return }
+        let written = evbuffer_write(output, fd)
+        let error = errno
+        if written < 0 && error != EAGAIN && error != EWOULDBLOCK && error != EINTR {
+            disarmWrite()
+            return received(events: Int16(BEV_EVENT_WRITING) | Int16(BEV_EVENT_ERROR))
+        }
+        let left = evbuffer_get_length(output)
+        if left == 0 { disarmWrite() }
+        if written > 0 && left <= writeLowWatermark { drained() }
+    }
+
+    private func disarmWrite() {
+        guard writeArmed else { return }
+        writeArmed = false
+        if let writeEvent { event_del(writeEvent) }
+    }
+
     /// The output drained (to the low watermark, or empty after a flush).
     fileprivate func drained() {
-        if writeArmed, evbuffer_get_length(output) == 0, let bev {
-            writeArmed = false
-            bufferevent_disable(bev, Int16(EV_WRITE))
-        }
         drainWaiter = false
         if closingAfterFlush {
             if evbuffer_get_length(output) == 0 { close() }
@@ -394,7 +430,8 @@ final class Stream {
     /// The write callback fires when output drains to `bytes` or below.
     func setWriteLowWatermark(_ bytes: Int) {
         drainWaiter = true
-        if let bev { bufferevent_setwatermark(bev, Int16(EV_WRITE), bytes, 0) }
+        writeLowWatermark = bytes
+        if let bev, !directWrites { bufferevent_setwatermark(bev, Int16(EV_WRITE), bytes, 0) }
     }
 
     /// Writes `bytes`, stops reading, and closes once the output is flushed (or the peer leaves). During a TLS
@@ -432,9 +469,31 @@ final class Stream {
         }
         tls?.phase = .none
         stopReading()
+        // A plain stream's buffers stay until deinit: code that holds the stream may still ask their length.
+        freeWriteEvent()
         bufferevent_free(bev)
         self.bev = nil
         selfRetain = nil
+    }
+
+    /// A plain stream's own input and output buffers (no callbacks).
+    fileprivate static func plainBuffers() -> (OpaquePointer, OpaquePointer) {
+        (evbuffer_new()!, evbuffer_new()!)
+    }
+
+    /// Frees a plain stream's own buffers and write event (parking, or handing over to OpenSSL's bufferevent,
+    /// whose buffers take their place).
+    fileprivate func freePlainBuffers() {
+        guard directWrites else { return }
+        freeWriteEvent()
+        evbuffer_free(input)
+        evbuffer_free(output)
+    }
+
+    fileprivate func freeWriteEvent() {
+        if let writeEvent { event_free(writeEvent) }
+        writeEvent = nil
+        writeArmed = false
     }
 }
 
@@ -450,6 +509,7 @@ extension Stream {
         guard case .none = tlsPhase else { return false }
         bufferevent_setfd(bev, -1)
         bufferevent_free(bev)
+        freePlainBuffers()
         self.bev = nil
         parked = true
         return true
@@ -463,12 +523,9 @@ extension Stream {
         parked = false
         let bev = bufferevent_socket_new(loop.base, fd, Int32(BEV_OPT_CLOSE_ON_FREE.rawValue))!
         self.bev = bev
-        input = bufferevent_get_input(bev)
-        output = bufferevent_get_output(bev)
+        (input, output) = Self.plainBuffers()
         bufferevent_setcb(bev, readCallback, writeCallback, eventCallback, Unmanaged.passUnretained(self).toOpaque())
         bufferevent_disable(bev, Int16(EV_WRITE))
-        // The socket bufferevent freezes the end of its input (only it adds there); this stream adds instead.
-        evbuffer_unfreeze(input, 0)
     }
 }
 
@@ -505,10 +562,11 @@ extension Stream {
             return tlsSetupFailed("cannot create the TLS bufferevent")
         }
         tlsPhase = .handshaking
-        // OpenSSL's bufferevent reads and writes by itself from now on.
+        // OpenSSL's bufferevent reads and writes by itself from now on (with its own buffers: the plain ones
+        // are empty, 'S' and SSLRequest flushed and nothing read since).
         stopReading()
+        freePlainBuffers()
         directWrites = false
-        writeArmed = false
         bufferevent_setfd(old, -1)
         bufferevent_free(old)
         bev = tlsBev
