@@ -56,7 +56,7 @@ extension ClientConnection {
                     // A lone read on a replica outside a transaction may be retried on the primary (safety net).
                     let onReplica = proxy.role(of: server.backend) == .replica
                     let lone = server.tracker.isEmpty && server.transactionStatus == .idle && stream.inputLength == total
-                    server.retryableQuery = onReplica && lone ? stream.peek(max: total) : nil
+                    if onReplica && lone { server.retryable.fill(total, from: stream) } else { server.retryable.clear() }
                     if lone { offerPipeline(on: server, fingerprint: fingerprint, effects: effects, total: total) }
                     // The COMMIT of a write transaction: the read-your-writes WAL position query goes right behind it.
                     if wantsWalPosition && server.transactionStatus != .idle && server.tracker.isEmpty && stream.inputLength == total
@@ -66,7 +66,7 @@ extension ClientConnection {
                     server.requestSent(fingerprint)
                     routedQueryFingerprint = nil
                 } else {
-                    server.retryableQuery = nil
+                    server.retryable.clear()
                     server.requestSent(nil)
                 }
                 server.tracker.sent(.query)
@@ -176,7 +176,7 @@ extension ClientConnection {
                 }
                 continue
             case .execute?:
-                server.retryableQuery = nil
+                server.retryable.clear()
                 server.unsynced = true
                 server.tracker.sent(.execute)
             case .sync?:
@@ -367,9 +367,8 @@ extension ClientConnection {
         var offset = 0
         let available = stream.inputLength
         scan: while !heldBegin, offset + 5 <= available, offset < inspectLimit {
-            let header = stream.peek(max: offset + 5).suffix(5)
-            let type = header.first!
-            let lengthField = Int(Int32(bigEndianBytes: Array(header), at: 1))
+            guard let (type, length) = stream.peekHeader(at: offset) else { break }
+            let lengthField = Int(length)
             let total = lengthField + 1
             guard lengthField >= 4 else { break }
             switch FrontendMessageID(rawValue: type) {
@@ -416,7 +415,7 @@ extension ClientConnection {
             offset += total
         }
         var preference = routePreference ?? .auto
-        if routePreference == nil, let setting = sessionParameters["switchyard.route"] {
+        if routePreference == nil, routeParameterPossible, let setting = sessionParameters[Self.routeParameter] {
             preference = RoutePreference(rawValue: Self.unquoted(setting)) ?? .auto
         }
         switch hint {

@@ -63,6 +63,9 @@ final class ClientConnection: StreamHandler, Hashable {
     var forcePrimary = false
     /// The current server was chosen for a write (a write transaction ends with a WAL position query).
     var routedWrite = false
+    /// The session may hold a `switchyard.route` parameter (from the startup packet, or a SET that reached a
+    /// server): only then does routing look it up (a String-keyed lookup per statement otherwise).
+    var routeParameterPossible = false
     /// Transaction mode: the client's BEGIN was answered by the proxy (defer_begin); it goes to the server
     /// with the client's next statement, and the client is in a transaction meanwhile.
     var heldBegin = false
@@ -233,6 +236,7 @@ final class ClientConnection: StreamHandler, Hashable {
         // Shared storage with every client of the same startup values: a server set up for one of them is
         // recognised as set up for the next by identity, without comparing the parameters (attach).
         startupParameters = proxy.intern(startupParameters)
+        routeParameterPossible = startupParameters[Self.routeParameter] != nil
         // Without a box the session already is the startup parameters (ClientConnection+Extras.swift).
         extras?.session.parameters = startupParameters
         if poolMode == .transaction, let cached = proxy.greetings[greetingKey],
@@ -345,7 +349,7 @@ final class ClientConnection: StreamHandler, Hashable {
         proxy.recordMisroute(backend: backend)
         log.warning("misrouted read retried on the primary", metadata: ["client": "\(label)"])
         if let server, case .active(let current) = phase, current === server {
-            server.retryableQuery = nil
+            server.retryable.clear()
             phase = .idle
             server.clientDone()
         } else if case .active = phase {
@@ -520,8 +524,11 @@ final class ClientConnection: StreamHandler, Hashable {
         for (name, value) in startupParameters where session.parameters[name] == nil { session.parameters[name] = value }
     }
 
+    static let routeParameter = "switchyard.route"
+
     private func commit(_ effect: SessionEffect, on server: ServerConnection) {
         session.apply(effect)
+        if case .set(let name, _) = effect, name.lowercased() == Self.routeParameter { routeParameterPossible = true }
         server.forget(effect)
         switch effect {
         case .discardAll, .deallocate(nil):

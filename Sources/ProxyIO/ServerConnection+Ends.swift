@@ -40,11 +40,11 @@ extension ServerConnection {
             let c = client
             close(reason: why)
             c?.serverLostBeforeUse()
-        case .active where retryableQuery != nil && client != nil:
+        case .active where retryable.isSet && client != nil:
             log.warning("replica connection lost before any reply: retrying on the primary", metadata: ["server": "\(label)", "reason": "\(why)"])
             let c = client!
-            let query = retryableQuery!
-            retryableQuery = nil
+            let query = retryable.bytes!
+            retryable.clear()
             close(reason: why)
             c.retryOnPrimary(query, from: nil, misroutedOn: backend.name)
         case .internalQuery, .idle, .active:

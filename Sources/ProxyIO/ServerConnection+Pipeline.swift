@@ -64,7 +64,7 @@ extension ServerConnection {
         next.phase = .active(self)
         waitMicros = Int(max(0, proxy.loop.now - next.waitingSince) * 1e6)
         startedRiderStatement()
-        retryableQuery = query
+        retryable.set(query)
         if cancelAsked {
             if riders.isEmpty {
                 proxy.logger.info("forwarding cancel", metadata: ["client": "\(next.label)", "server": "\(label)"])

@@ -459,7 +459,7 @@ final class ServerConnection: StreamHandler, Hashable {
             dropping = false
             // Only the commonest replies are looked at behind messages not yet moved; anything else first
             // moves those, and is handled at the front of the input.
-            if decided > 0 && (!Self.relaysBehind(type) || retryableQuery != nil || retryAfterReady != nil) { moveDecided(to: out) }
+            if decided > 0 && (!Self.relaysBehind(type) || retryable.isSet || retryAfterReady != nil) { moveDecided(to: out) }
             switch type {
             case BackendMessageID.readyForQuery.rawValue where retryAfterReady != nil:
                 guard stream.inputLength >= 6 else { return }
@@ -472,18 +472,18 @@ final class ServerConnection: StreamHandler, Hashable {
                 requestAnswered()
                 if discard { clientDone() } else { client.retryOnPrimary(query, from: self, misroutedOn: backend.name) }
                 return relayToNextRider(after: client)
-            case BackendMessageID.errorResponse.rawValue where retryableQuery != nil && total <= 65_536:
+            case BackendMessageID.errorResponse.rawValue where retryable.isSet && total <= 65_536:
                 guard stream.inputLength >= total else { return }
                 let fields = ErrorFields(payload: Array(stream.peek(max: total).dropFirst(5)))
                 guard fields.sqlState == "25006" else {
-                    retryableQuery = nil
+                    retryable.clear()
                     flushHeldRowDescription(to: out)
                     break
                 }
                 // A write reached a replica (the classifier was wrong): hide the error, retry on the primary.
-                heldRowDescription = nil
-                retryAfterReady = retryableQuery
-                retryableQuery = nil
+                heldRowDescription.clear()
+                retryAfterReady = retryable.bytes
+                retryable.clear()
                 stream.drain(total)
                 _ = tracker.received(type: type)
                 continue
@@ -560,11 +560,11 @@ final class ServerConnection: StreamHandler, Hashable {
             case BackendMessageID.noticeResponse.rawValue, BackendMessageID.parameterStatus.rawValue,
                  BackendMessageID.notificationResponse.rawValue:
                 break
-            case BackendMessageID.rowDescription.rawValue where retryableQuery != nil && total <= 65_536:
+            case BackendMessageID.rowDescription.rawValue where retryable.isSet && total <= 65_536:
                 // Postgres describes the result before running it: hold the description back until the
                 // statement shows it runs (a row, a completion), so a 25006 can still be retried unseen.
                 guard stream.inputLength >= total else { return }
-                heldRowDescription = stream.peek(max: total)
+                heldRowDescription.fill(total, from: stream)
                 stream.drain(total)
                 if tracking {
                     let step = tracker.received(type: type)
@@ -572,7 +572,7 @@ final class ServerConnection: StreamHandler, Hashable {
                 }
                 continue
             default:
-                retryableQuery = nil   // a reply reached the client: never retried after this
+                retryable.clear()   // a reply reached the client: never retried after this
                 flushHeldRowDescription(to: out)
             }
             if tracking {
@@ -645,17 +645,17 @@ final class ServerConnection: StreamHandler, Hashable {
     var requestError: String?
 
     /// A RowDescription held back while the query may still be retried on the primary.
-    private var heldRowDescription: [UInt8]?
+    private var heldRowDescription = KeptBytes()
 
     private func flushHeldRowDescription(to out: Stream) {
-        if let held = heldRowDescription {
+        if let held = heldRowDescription.bytes {
             out.write(held)
-            heldRowDescription = nil
+            heldRowDescription.clear()
         }
     }
     /// The one simple Query in flight on a replica, kept until any reply reaches the client: a 25006 error
     /// or a lost connection before that sends it to the primary instead.
-    var retryableQuery: [UInt8]?
+    var retryable = KeptBytes()
     /// Drop the ReadyForQuery that follows a swallowed 25006, then retry on the primary.
     private var retryAfterReady: [UInt8]?
     /// An error arrived since the last ReadyForQuery.
@@ -694,3 +694,27 @@ final class ServerConnection: StreamHandler, Hashable {
 
 /// The message of Postgres's error when DDL changed a prepared statement's result (SQLSTATE 0A000).
 let cachedPlanMessage = "cached plan must not change result type"
+
+/// Bytes kept for later (a query that may be retried, a held RowDescription) in storage that is reused:
+/// keeping the next ones allocates nothing once it is large enough.
+struct KeptBytes {
+    private var storage: [UInt8] = []
+    private(set) var isSet = false
+
+    /// The kept bytes (sharing the storage), nil when none.
+    var bytes: [UInt8]? { isSet ? storage : nil }
+
+    mutating func clear() { isSet = false }
+
+    mutating func set(_ bytes: [UInt8]?) {
+        guard let bytes else { return clear() }
+        storage = bytes
+        isSet = true
+    }
+
+    /// Keeps the first `count` bytes buffered in `stream`'s input.
+    mutating func fill(_ count: Int, from stream: Stream) {
+        stream.copyInput(count, into: &storage)
+        isSet = true
+    }
+}

@@ -380,6 +380,18 @@ final class Stream {
         return bytes
     }
 
+    /// The first `count` buffered bytes (the caller checked they are buffered) copied into `buffer`, whose
+    /// storage is reused: once it is large enough this allocates nothing (a new [UInt8] costs malloc and a
+    /// runtime generic-metadata lookup, a few hundred instructions).
+    func copyInput(_ count: Int, into buffer: inout [UInt8]) {
+        if buffer.count > count {
+            buffer.removeLast(buffer.count - count)
+        } else if buffer.count < count {
+            buffer.append(contentsOf: repeatElement(0, count: count - buffer.count))
+        }
+        buffer.withUnsafeMutableBytes { _ = evbuffer_copyout(input, $0.baseAddress, count) }
+    }
+
     func drain(_ count: Int) { if !parked { evbuffer_drain(input, count) } }
 
     /// Puts bytes back in front of the buffered input (a query being retried elsewhere).

@@ -274,6 +274,23 @@ def test_session_route_preference(start_proxy_sections, cluster, replicas_up, va
         assert set(ports(c, 6)) <= {fast.port, delayed.port}, "SET switchyard.route = auto should send reads to the replicas again"
 
 
+def test_route_preference_from_startup_options_and_from_a_set_the_server_ran(start_proxy_sections, cluster, replicas_up):
+    """switchyard.route given in the startup packet (options=-c ...), or SET through the extended protocol
+    (which the proxy does not answer itself: the server keeps it as a placeholder setting), routes like
+    SET switchyard.route does. Read-your-writes is off: the SET is a write, and the reads after it must not go
+    to the primary only because no replica has replayed it yet."""
+    fast, delayed = replicas_up
+    p = routing_proxy(start_proxy_sections, {"r1": (fast, 1), "r2": (delayed, 1)}, read_your_writes="off")
+    with p.connect(options="-c switchyard.route=primary") as c:
+        assert set(ports(c, 6)) == {cluster.primary_port}, "options=-c switchyard.route=primary should send reads to the primary"
+    with p.connect() as c:
+        assert set(ports(c, 6)) <= {fast.port, delayed.port}, "without it, reads go to the replicas"
+        c.execute("SET switchyard.route = 'replica'", prepare=True)
+        assert set(ports(c, 6)) <= {fast.port, delayed.port}
+        c.execute("SET switchyard.route = 'primary'", prepare=True)
+        assert set(ports(c, 6)) == {cluster.primary_port}, "a SET the server ran should send reads to the primary"
+
+
 def test_replica_hint_moves_volatile_reads_but_never_writes(start_proxy_sections, cluster, replicas_up):
     fast, delayed = replicas_up
     p = routing_proxy(start_proxy_sections, {"r1": (fast, 1), "r2": (delayed, 1)})

@@ -288,21 +288,34 @@ public struct BackendSet: Sendable {
     /// Up, not lagging, weight > 0, a replica (never the primary), replay LSN >= minLSN when given (an unknown
     /// LSN does not satisfy a minLSN). Config order.
     public func eligibleReplicas(minLSN: LSN?) -> [String] {
-        statuses.filter { s in
-            guard s.isReplica, s.circuit == .closed, !s.laggingTooMuch, s.weight > 0 else { return false }
-            guard let minLSN else { return true }
-            guard let lsn = s.lsn else { return false }
-            return lsn >= minLSN
-        }.map(\.name)
+        statuses.indices.filter { isEligible($0, minLSN: minLSN) }.map { statuses[$0].name }
+    }
+
+    /// Whether the backend at `i` may take a read that needs `minLSN`: a replica, circuit closed, not lagging
+    /// too much, weight above 0, and (with `minLSN`) replayed at least that far. Reads fields in place (every
+    /// routed read asks: no copy of the status).
+    private func isEligible(_ i: Int, minLSN: LSN?) -> Bool {
+        guard statuses[i].isReplica, statuses[i].circuit == .closed, !statuses[i].laggingTooMuch, statuses[i].weight > 0
+        else { return false }
+        guard let minLSN else { return true }
+        guard let lsn = statuses[i].lsn else { return false }
+        return lsn >= minLSN
     }
 
     // MARK: Load balancing
 
     /// One eligible replica, weighted per `loadBalance`; nil if none.
     public mutating func pickReplica(minLSN: LSN?, random: inout some RandomNumberGenerator) -> String? {
+        // One eligible replica (the common case) is answered without building the list.
+        var first: Int?
+        var eligible = 0
+        for i in statuses.indices where isEligible(i, minLSN: minLSN) {
+            eligible += 1
+            if first == nil { first = i }
+        }
+        guard let first else { return nil }
+        if eligible == 1 { return statuses[first].name }
         let names = eligibleReplicas(minLSN: minLSN)
-        guard !names.isEmpty else { return nil }
-        if names.count == 1 { return names[0] }
         let candidates = names.map { name in statuses.first { $0.name == name }! }
         switch loadBalance {
         case .roundRobin:

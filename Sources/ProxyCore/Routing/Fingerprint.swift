@@ -34,6 +34,9 @@ public struct Fingerprint: Hashable, Sendable, CustomStringConvertible {
     public var description: String { normalized }
 
     public func hash(into hasher: inout Hasher) { hasher.combine(id) }
+    /// The id is a hash already: dictionaries keyed by fingerprints (the classifier's verdicts) use one keyed
+    /// multiply instead of SipHash.
+    public func _rawHashValue(seed: Int) -> Int { Self.tableHash(id, seed: seed) }
 
     public static func == (a: Fingerprint, b: Fingerprint) -> Bool { a.id == b.id && a.normalized == b.normalized }
 

@@ -12,9 +12,23 @@ public struct LSN: Comparable, Hashable, Sendable, CustomStringConvertible {
     /// Parses the text form of `pg_lsn`: 1 to 8 hex digits, "/", 1 to 8 hex digits. Nil for anything else
     /// (signs, spaces, empty halves, more than 32 bits per half).
     public init?(_ text: String) {
-        let parts = text.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false)
-        guard parts.count == 2, let high = LSN.hex32(parts[0]), let low = LSN.hex32(parts[1]) else { return nil }
-        value = UInt64(high) << 32 | UInt64(low)
+        // One pass over the bytes (read after every write transaction with read-your-writes): no split.
+        var halves: (UInt64, UInt64) = (0, 0)
+        var digits = 0
+        var slash = false
+        for c in text.utf8 {
+            if c == UInt8(ascii: "/") {
+                guard !slash, digits > 0 else { return nil }
+                slash = true
+                digits = 0
+                continue
+            }
+            guard let nibble = LSN.nibble(c), digits < 8 else { return nil }
+            digits += 1
+            if slash { halves.1 = halves.1 << 4 | nibble } else { halves.0 = halves.0 << 4 | nibble }
+        }
+        guard slash, digits > 0 else { return nil }
+        value = halves.0 << 32 | halves.1
     }
 
     public var description: String {
@@ -28,19 +42,12 @@ public struct LSN: Comparable, Hashable, Sendable, CustomStringConvertible {
         a.value >= b.value ? a.value - b.value : 0
     }
 
-    private static func hex32(_ digits: Substring.UTF8View) -> UInt32? {
-        guard (1...8).contains(digits.count) else { return nil }
-        var result: UInt32 = 0
-        for c in digits {
-            let nibble: UInt8
-            switch c {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): nibble = c - UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): nibble = c - UInt8(ascii: "a") + 10
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): nibble = c - UInt8(ascii: "A") + 10
-            default: return nil
-            }
-            result = result << 4 | UInt32(nibble)
+    private static func nibble(_ c: UInt8) -> UInt64? {
+        switch c {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return UInt64(c - UInt8(ascii: "0"))
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return UInt64(c - UInt8(ascii: "a") + 10)
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return UInt64(c - UInt8(ascii: "A") + 10)
+        default: return nil
         }
-        return result
     }
 }
