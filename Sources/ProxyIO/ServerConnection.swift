@@ -694,27 +694,3 @@ final class ServerConnection: StreamHandler, Hashable {
 
 /// The message of Postgres's error when DDL changed a prepared statement's result (SQLSTATE 0A000).
 let cachedPlanMessage = "cached plan must not change result type"
-
-/// Bytes kept for later (a query that may be retried, a held RowDescription) in storage that is reused:
-/// keeping the next ones allocates nothing once it is large enough.
-struct KeptBytes {
-    private var storage: [UInt8] = []
-    private(set) var isSet = false
-
-    /// The kept bytes (sharing the storage), nil when none.
-    var bytes: [UInt8]? { isSet ? storage : nil }
-
-    mutating func clear() { isSet = false }
-
-    mutating func set(_ bytes: [UInt8]?) {
-        guard let bytes else { return clear() }
-        storage = bytes
-        isSet = true
-    }
-
-    /// Keeps the first `count` bytes buffered in `stream`'s input.
-    mutating func fill(_ count: Int, from stream: Stream) {
-        stream.copyInput(count, into: &storage)
-        isSet = true
-    }
-}
