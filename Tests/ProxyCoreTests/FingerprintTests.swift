@@ -49,43 +49,6 @@ final class FingerprintTests: XCTestCase {
         XCTAssertEqual(variants.count, base.count + 1)
     }
 
-    func testOnePassReadsLongWordsAsTheFullFingerprint() {
-        // Words read eight bytes at a time: every length, letter case, digit, _ and $, and what ends a word
-        // (including a non-ASCII byte, which only the full fingerprint handles) at every offset.
-        var rng = SystemRandomNumberGenerator()
-        let wordChars = Array("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_$@[`{")
-        let enders = [" ", ".", "(", ",", "'x'", "é", "\"Q\"", "", ";", "::", "-1"]
-        var compared = 0
-        for _ in 0..<3000 {
-            var sql = String(repeating: " ", count: Int.random(in: 0...9, using: &rng)) + "SELECT "
-            for _ in 0..<Int.random(in: 1...4, using: &rng) {
-                let length = Int.random(in: 1...30, using: &rng)
-                sql += "q" + String((0..<length).map { _ in wordChars.randomElement(using: &rng)! })
-                sql += enders.randomElement(using: &rng)! + " "
-            }
-            var text = sql
-            let id = text.withUTF8 { Fingerprint.id(utf8: UnsafeRawBufferPointer($0)) }
-            // Nil only for a non-ASCII word (then the full fingerprint gives the id).
-            guard let id else {
-                XCTAssertTrue(sql.contains("é"), sql)
-                continue
-            }
-            XCTAssertEqual(id, Fingerprint.of(sql).id, sql)
-            compared += 1
-        }
-        XCTAssertGreaterThan(compared, 1000)
-    }
-
-    func testOnePassNumbersManyPlaceholdersAsTheFullFingerprint() {
-        for count in [1, 9, 10, 11, 99, 100, 101, 123, 1000, 1001] {
-            let sql = "SELECT " + (1...count).map { "x + \($0)" }.joined(separator: ", ")
-            let full = Fingerprint.of(sql)
-            XCTAssertTrue(full.normalized.hasSuffix("$\(count)"), full.normalized.suffix(20).description)
-            var text = sql
-            XCTAssertEqual(text.withUTF8 { Fingerprint.id(utf8: UnsafeRawBufferPointer($0)) }, full.id, "\(count) placeholders")
-        }
-    }
-
     func testLiteralsFold() {
         same("SELECT * FROM t WHERE id = 1", "SELECT * FROM t WHERE id = 987654")
         same("SELECT * FROM t WHERE name = 'a'", "SELECT * FROM t WHERE name = 'it''s longer'")
@@ -157,90 +120,25 @@ final class FingerprintTests: XCTestCase {
         XCTAssertEqual(RouteHint.find(in: "SELECT x$y$ FROM t /* switchyard:replica */"), .replica)
     }
 
-    // MARK: The one-pass id
-
-    private func onePassID(_ sql: String) -> UInt64? {
-        var text = sql
-        return text.withUTF8 { Fingerprint.id(utf8: UnsafeRawBufferPointer($0)) }
-    }
-
-    /// Texts that exercise every token kind and normalisation rule (IN lists that do and do not collapse,
-    /// trailing and inner semicolons, escapes, unterminated input).
-    static let tricky = [
-        "", ";", ";;", "SELECT 1;", "SELECT 1; ;", "SELECT 1;SELECT 2;;", " ; SELECT 1",
-        "SELECT * FROM t WHERE id = 42 AND name = 'bob'",
-        "select \"MyCol\" from \"T\"\"x\" where a IN (1, 2, 3);",
-        "SELECT $1, $2::int", "select x from t where y in (-1, +2, $3, 'a', E'b\\'c', 1.5e-3)",
-        "select x from t where y in (1, - 2)", "select x from t where y in (1, a)", "select x in ( )",
-        "select x in (1", "select x in (1,", "select x in (1 2)", "SELECT x IN (SELECT 1)", "select in", "select x in",
-        "select x in (- a)", "select x in (1)in(2)", "select x in (1);", "select 1 in (2); in (3)",
-        "SELECT 1.5e3, E'x\\ny', $$dollar$$, $tag$other$tag$, B'101', X'1F', N'n', 0x1F, 0o17, 0b101, 1_000, .5",
-        "SELECT 'unterminated", "SELECT \"unterminated", "SELECT $tag$ unterminated", "SELECT /* open comment",
-        "SELECT 1 -- comment", "SELECT /* a /* nested */ b */ 1", "select a::text, b := 1, c..d, e.f[1:2]",
-        "select a<>b, a!=b, a>=-1, a||b, a@>b, a->>'k', a#-'{x}', a ~* 'y', a+-b, a*-1, a/*c*/+b",
-        "select E'\\'', E'\\x41\\101\\u0041', U&'d\\0061t\\+000061', 'it''s'",
-        "select \"a\"\"\"\"b\", \"\", \"x y\"", "SELECT $", "SELECT $ $1 $a $a$ x $a$", "select @ # ` ?",
-        "UPDATE pgbench_accounts SET abalance = abalance + -4242 WHERE aid = 77;",
-        "BEGIN; SELECT 1; COMMIT;", "select\tx\nfrom\rt\u{0C}where y=1", "select x in ('a'   ,   'b'   )",
-        "SeLeCt X fRoM T wHeRe Y iN (1, 2)", "select 1 in (2) in (3, 4)", "select \u{01} \u{7F}",
-    ]
-
-    func testOnePassIDEqualsTheFullFingerprintsID() {
-        for sql in Self.tricky {
-            XCTAssertEqual(onePassID(sql), Fingerprint.of(sql).id, "\(sql)")
-        }
-    }
-
-    func testOnePassIDEqualsTheFullFingerprintsIDOnRandomTokenSoup() {
-        // Fixed-seed soup of fragments: any divergence between the one-pass hash and normalize shows here.
-        let fragments = ["select", "SELECT", "in", "IN", "(", ")", ",", ";", " ", "  ", "\n", "-", "+", "1", "2.5", "1e5",
-                         "'s'", "'it''s'", "E'\\''", "$1", "$22", "$$x$$", "$q$y$q$", "\"Id\"", "\"a\"\"b\"", "x", "y_1",
-                         "::", ":", ".", "..", "[", "]", "<>", "->>", "--c\n", "/*c*/", "/* /* */ */", "$", "@", "=", "*",
-                         "'open", "\"open", "$t$open", "/*open", "0x1F", "B'1'", "N'n'", "U&'u'",
-                         // Letters that can prefix a string, glued to what follows by the soup: e'..', u&"..", _'..'.
-                         "e", "E", "b", "x", "n", "u", "U", "_", "&", "'q'", "\"q\"", "in(", "IN (1,2)", "a$1", "t_",
-                         // Integers and ( ) , = next to what may or may not end them (the one-pass fast path).
-                         "12345", "0", "7)", "(8", "9,", "10;", "=", "==", "=>", "=-", "=1", "1=", "1.", "1_0", "1a", "42e", "=/*c*/"]
-        var rng = RoutingTestRNG(seed: 0x5EED)   // SplitMix64, from BackendsTests
-        for _ in 0..<8_000 {
-            var sql = ""
-            for _ in 0..<Int(rng.next() % 14) {
-                sql += fragments[Int(rng.next() % UInt64(fragments.count))]
-                if rng.next() % 3 == 0 { sql += " " }
-            }
-            if let id = onePassID(sql) {
-                XCTAssertEqual(id, Fingerprint.of(sql).id, "\(sql)")
-            } else {
-                // Only a Unicode-escaped identifier is left to the full fingerprint (no other non-ASCII here).
-                XCTAssertTrue(sql.lowercased().contains("u&\""), "\(sql)")
-            }
-        }
-    }
-
-    func testOnePassIDLeavesNonASCIINamesAndUnicodeIdentifiersToTheFullFingerprint() {
-        XCTAssertNil(onePassID("select café from t"))
-        XCTAssertNil(onePassID("select \"naïve\" from t"))
-        XCTAssertNil(onePassID("select U&\"d\\0061ta\" from t"))
-        // Non-ASCII inside literals and comments does not matter: they are placeholders or skipped.
-        XCTAssertEqual(onePassID("select 'é' /* ü */ from t"), Fingerprint.of("select 'é' /* ü */ from t").id)
-    }
-
     // MARK: FingerprintCache
 
-    func testCacheBuildsEachStatementShapeOnceAndSharesItsText() {
+    func testCacheBuildsEachTextKeyOnceAndSharesItsText() {
         var cache = FingerprintCache(capacity: 100)
         let a = cache.of("SELECT abalance FROM pgbench_accounts WHERE aid = 1;")
-        let b = cache.of("select abalance from pgbench_accounts where aid = 99999")
+        let b = cache.of("SELECT abalance FROM pgbench_accounts WHERE aid = 99999;")
         XCTAssertEqual(cache.built, 1)
         XCTAssertEqual(a, b)
         XCTAssertEqual(a, Fingerprint.of("SELECT abalance FROM pgbench_accounts WHERE aid = 5"))
-        XCTAssertEqual(cache.of("UPDATE t SET x = 1").normalized, "update t set x = $1")
+        // Another spelling of the shape: a key of its own, the same fingerprint.
+        XCTAssertEqual(cache.of("select abalance from pgbench_accounts where aid = 7"), a)
         XCTAssertEqual(cache.built, 2)
-        // Left to the full fingerprint every time: a non-ASCII name.
-        XCTAssertEqual(cache.of("select café from t").normalized, "select café from t")
-        XCTAssertEqual(cache.of("select café from t").normalized, "select café from t")
+        XCTAssertEqual(cache.of("UPDATE t SET x = 1").normalized, "update t set x = $1")
+        XCTAssertEqual(cache.built, 3)
+        // Non-ASCII names are keyed too.
+        XCTAssertEqual(cache.of("select café from t where x = 1").normalized, "select café from t where x = $1")
+        XCTAssertEqual(cache.of("select café from t where x = 2").normalized, "select café from t where x = $1")
         XCTAssertEqual(cache.built, 4)
-        XCTAssertEqual(cache.count, 2)
+        XCTAssertEqual(cache.count, 4)
     }
 
     func testCacheHoldsAtMostItsCapacityAndKeepsRecentlyUsedShapes() {
@@ -268,12 +166,12 @@ final class FingerprintTests: XCTestCase {
         return text.withUTF8 { cache.withEffects(utf8: UnsafeRawBufferPointer($0)).mayHaveEffects }
     }
 
-    func testEffectsScanIsCachedPerShapeWithoutStringsAndRepeatedForTextsWithStrings() {
+    func testEffectsScanIsCachedPerKeyWithoutStringsAndRepeatedForTextsWithStrings() {
         var cache = FingerprintCache(capacity: 100)
         XCTAssertTrue(effects(&cache, "SET lock_timeout = 5"))
-        XCTAssertTrue(effects(&cache, "set lock_timeout = 7"))
-        XCTAssertFalse(effects(&cache, "SELECT abalance FROM pgbench_accounts WHERE aid = 1"))
-        // Same shape, no strings: the first text's answer (the raw scan would see "set" in the comment).
+        XCTAssertTrue(effects(&cache, "SET lock_timeout = 7"))
+        XCTAssertFalse(effects(&cache, "SELECT abalance FROM pgbench_accounts WHERE aid = 1 /* x */"))
+        // Same key, no strings: the first text's answer (the raw scan would see "set" in the comment).
         XCTAssertFalse(effects(&cache, "SELECT abalance FROM pgbench_accounts WHERE aid = 2 /* set */"))
         XCTAssertEqual(cache.built, 2)
         // The raw scan says maybe (the trailing semicolon makes it a text of several statements); the full
@@ -288,30 +186,7 @@ final class FingerprintTests: XCTestCase {
         XCTAssertTrue(effects(&cache, "DO $$ BEGIN PERFORM set_config('a', 'b', false); END $$"))
         XCTAssertFalse(effects(&cache, "DO $$ BEGIN PERFORM 1; END $$"))
         XCTAssertTrue(effects(&cache, "SELECT x FROM t WHERE y IN ('pg_temp', 'b')"))
-        // Texts the one-pass id leaves out are scanned too.
+        // A Unicode-escaped name: the raw scan cannot read it, the full analysis does (once per key).
         XCTAssertTrue(effects(&cache, "SELECT U&\"\\0073et_config\"('a', 'b', false)"))
     }
-
-    private func pass(_ sql: String) -> (id: UInt64, check: UInt64, hasStrings: Bool)? {
-        var text = sql
-        return text.withUTF8 { Fingerprint.onePass(utf8: UnsafeRawBufferPointer($0)) }
-    }
-
-    func testOnePassCheckHashFollowsTheShapeAndStringsAreNoticed() {
-        let a = pass("SELECT x FROM t WHERE id = 1")!
-        let b = pass("select x  from t where id = 99 -- comment")!
-        XCTAssertEqual(a.id, b.id)
-        XCTAssertEqual(a.check, b.check)
-        XCTAssertNotEqual(a.check, pass("SELECT y FROM t WHERE id = 1")!.check)
-        // The check covers every normalised byte, across its 8-byte words and the length.
-        XCTAssertNotEqual(pass("select abcdefg")!.check, pass("select abcdefgh")!.check)
-        XCTAssertNotEqual(pass("select abcdefgh")!.check, pass("select abcdefghi")!.check)
-        XCTAssertNotEqual(pass("a")!.check, pass("a b")!.check)
-        XCTAssertFalse(a.hasStrings)
-        XCTAssertTrue(pass("SELECT x FROM t WHERE id = 'a'")!.hasStrings)
-        XCTAssertTrue(pass("SELECT x FROM t WHERE id IN (1, 'b')")!.hasStrings)
-        XCTAssertTrue(pass("DO $$ BEGIN END $$")!.hasStrings)
-        XCTAssertFalse(pass("SELECT x FROM t WHERE id IN (1, 2, $3)")!.hasStrings)
-    }
 }
-

@@ -52,7 +52,7 @@ public final class Classifier: @unchecked Sendable {
     private let catalog: FunctionCatalog
     /// Verdicts by fingerprint, at most `cacheCapacity` (recently used ones survive).
     private var verdicts: GenerationalCache<Fingerprint, Verdict>
-    /// Fingerprints by one-pass id: the classifier's and the stats' (callers use it for texts they record).
+    /// Fingerprints by text key: the classifier's and the stats' (callers use it for texts they record).
     public var fingerprints: FingerprintCache
 
     /// How many times the real parser ran.

@@ -1,7 +1,7 @@
 // Query fingerprints: SQL text normalised with the token lexer (literals and parameters become $1, $2..., IN
 // lists of literals collapse, comments and whitespace fold, keywords lowercase) plus a 64-bit hash of it
 // (eight bytes per multiply: `NormalizedHash`).
-// The classifier caches by it; stats can group by it.
+// The classifier caches by it; stats group by it; the hot path finds it by a cheaper text key (`textKey`).
 
 /// A normalised statement text and its hash. Statements that differ only in literal values, comments,
 /// whitespace, keyword case or the length of a literal `IN (...)` list have the same fingerprint.
@@ -127,182 +127,146 @@ public struct Fingerprint: Hashable, Sendable, CustomStringConvertible {
         token.kind == .punctuation && token.text.utf8.count == 1 && token.text.utf8.first == UInt8(ascii: c)
     }
 
-    // MARK: The id in one pass
+    // MARK: The text key in one pass
 
-    /// The id `Fingerprint.of(utf8:)` gives the same text, computed in one pass over the bytes: the lexer's
-    /// scanner finds the tokens and the normalised bytes go straight into the hash, with no token array and no
-    /// text. Nil when the text has a non-ASCII word or identifier or a U&"" identifier (their normalised bytes
-    /// need decoding): then only the full fingerprint has the id. The hot path looks fingerprints up by it.
-    public static func id(utf8 bytes: UnsafeRawBufferPointer) -> UInt64? {
-        onePass(utf8: bytes)?.id
-    }
-
-    /// The one-pass id; `check`, a second hash of the same normalised bytes keyed per process, so that a cache
-    /// keyed by both is not fooled by a collision crafted for the id's public constants; and whether the
-    /// text has a string literal ('...', E'...', $$...$$ and the like): texts of one shape without strings
-    /// differ only in numbers, parameters, spacing, comments and letter case.
-    public static func onePass(utf8 bytes: UnsafeRawBufferPointer) -> (id: UInt64, check: UInt64, hasStrings: Bool)? {
-        let s = UnsafeBufferPointer(start: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), count: bytes.count)
+    /// The key the hot path finds a text's fingerprint by, computed in one pass over the bytes without tokens:
+    /// the text's bytes as they are, except that each literal (number, string, $n parameter, as the lexer
+    /// reads them) and each comment is hashed as a marker of its kind and place. Texts with equal keys differ
+    /// only inside literals and comments, so they have the same fingerprint (`TextKeyTests` checks this on
+    /// token soup); texts of one shape written with other spacing or letter case get keys of their own, each
+    /// mapped to the one fingerprint. Eight bytes at a time while none can start a literal or a comment.
+    ///
+    /// `id` and `check` are two hashes of that stream: `check` is keyed per process, so that a cache keyed by
+    /// both is not fooled by a collision crafted for the id's public constants. `hasStrings`: the text has a
+    /// string literal ('...', E'...', $$...$$ and the like); texts of one key without strings differ only in
+    /// numbers, parameters and comments.
+    public static func textKey(utf8 bytes: UnsafeRawBufferPointer) -> (id: UInt64, check: UInt64, hasStrings: Bool) {
         var h = NormalizedHash()
-        var i = 0
-        var pendingSemicolons = 0
-        var hasStrings = false
+        guard let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return (h.id, h.check, false) }
+        let s = UnsafeBufferPointer(start: base, count: bytes.count)
         let n = s.count
-        while true {
-            // Spaces and plain words, the bulk of a statement, are read here as `SQLLexer.scan` reads them
-            // (a word is hashed while it is scanned); anything else goes through the lexer.
-            while i < n && SQLLexer.isSpace(s[i]) { i &+= 1 }
-            if i < n, pendingSemicolons == 0, SQLLexer.isPlainWordStart(s, at: i) {
-                h.separate()
-                let start = i
-                // Eight bytes at a time while they are ASCII word characters; the rest byte by byte.
-                while i &+ 8 <= n {
-                    let chunk = UInt64(littleEndian: UnsafeRawPointer(s.baseAddress! + i).loadUnaligned(as: UInt64.self))
-                    let k = WordBytes.leadingWordBytes(chunk)
-                    if k > 0 { h.bytes(WordBytes.lowercased(chunk, count: k), count: k) }
-                    i &+= k
-                    if k < 8 { break }
-                }
-                while i < n && SQLLexer.isIdentChar(s[i]) {
-                    let b = s[i]
-                    if b >= 0x80 { return nil }
-                    h.byte(b >= 65 && b <= 90 ? b | 0x20 : b)
-                    i &+= 1
-                }
-                collapseInList(s, afterWord: start..<i, at: &i, into: &h, hasStrings: &hasStrings)
-                continue
-            }
-            // Plain integers and ( ) , = are read here too, as the lexer would read them; anything more
-            // (a decimal point, an exponent, a longer operator, a comment) goes through the lexer.
-            if i < n, pendingSemicolons == 0 {
-                let c = s[i]
-                if SQLLexer.isDigit(c) {
-                    var j = i &+ 1
-                    while j < n && SQLLexer.isDigit(s[j]) { j &+= 1 }
-                    if j == n || SQLLexer.isSpace(s[j]) || s[j] == UInt8(ascii: ",") || s[j] == UInt8(ascii: ")") || s[j] == UInt8(ascii: ";") {
-                        h.placeholder()
-                        i = j
-                        continue
-                    }
-                } else if c == UInt8(ascii: "(") || c == UInt8(ascii: ")") || c == UInt8(ascii: ",")
-                            || (c == UInt8(ascii: "=") && (i &+ 1 == n || !SQLLexer.isOperatorChar(s[i &+ 1]))) {
-                    h.separate()
-                    h.byte(c)
-                    i &+= 1
+        var i = 0
+        // Where the last token read by the lexer (a literal, quoted identifier, lone $) or a comment ended: a
+        // token starts there even after a word character (1E'x' is a number and an E'' string).
+        var tokenEnd = 0
+        var hasStrings = false
+        @inline(__always) func startsToken(_ j: Int) -> Bool {
+            j == 0 || j == tokenEnd || !SQLLexer.isIdentChar(s[j &- 1])
+        }
+        while i < n {
+            while i &+ 8 <= n {
+                let chunk = UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self)
+                let k = KeyBytes.leadingPlain(UInt64(littleEndian: chunk))
+                if k == 8 {
+                    h.bytes(UInt64(littleEndian: chunk), count: 8)
+                    i &+= 8
                     continue
                 }
-            }
-            guard let t = SQLLexer.scan(s, from: i) else { break }
-            i = t.range.upperBound
-            if t.kind == .semicolon {
-                // Dropped when trailing: written only once another token follows.
-                pendingSemicolons += 1
-                continue
-            }
-            while pendingSemicolons > 0 {
-                h.token(UInt8(ascii: ";"))
-                pendingSemicolons -= 1
-            }
-            switch t.kind {
-            case .word:
-                h.separate()
-                for m in t.range {
-                    let b = s[m]
-                    if b >= 0x80 { return nil }
-                    h.byte(b >= 65 && b <= 90 ? b | 0x20 : b)
+                if k > 0 {
+                    h.bytes(UInt64(littleEndian: chunk) & ((1 &<< (UInt64(k) &* 8)) &- 1), count: k)
+                    i &+= k
                 }
-                collapseInList(s, afterWord: t.range, at: &i, into: &h, hasStrings: &hasStrings)
-            case .quotedIdentifier:
-                // The raw content of "..." is the unescaped content with its quotes doubled again.
-                guard t.escapes == .none else { return nil }
-                h.separate()
-                h.byte(UInt8(ascii: "\""))
-                for m in t.content {
-                    if s[m] >= 0x80 { return nil }
-                    h.byte(s[m])
-                }
-                h.byte(UInt8(ascii: "\""))
-            case .string, .number, .parameter:
-                if t.kind == .string { hasStrings = true }
-                h.placeholder()
-            case .punctuation:
-                h.separate()
-                for m in t.range { h.byte(s[m]) }
-            case .semicolon:
                 break
             }
+            guard i < n else { break }
+            let c = s[i]
+            let next: UInt8 = i &+ 1 < n ? s[i &+ 1] : 0
+            switch c {
+            case UInt8(ascii: ".") where next == UInt8(ascii: "."):
+                // .. is one token, as the lexer reads it (..5 is .. and 5, not . and .5).
+                h.byte(c)
+                h.byte(c)
+                i &+= 2
+                continue
+            case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "."), UInt8(ascii: "$"):
+                // A number starts at a digit where a token starts (inside a word a digit is part of the word),
+                // or at . before a digit (a . is never inside a word); $ starts $n, $tag$...$tag$ or a lone $
+                // where a token starts.
+                guard c == UInt8(ascii: ".") ? SQLLexer.isDigit(next) : startsToken(i) else { break }
+                if SQLLexer.isDigit(c) {
+                    // Plain integers are read here: digits up to a byte that cannot go on a number.
+                    var j = i &+ 1
+                    while j < n && SQLLexer.isDigit(s[j]) { j &+= 1 }
+                    if j == n || !(SQLLexer.isIdentChar(s[j]) || s[j] == UInt8(ascii: ".")) {
+                        h.marker(.literal)
+                        i = j
+                        tokenEnd = j
+                        continue
+                    }
+                }
+                guard let t = SQLLexer.scan(s, from: i) else { break }
+                if t.kind == .punctuation {
+                    h.byte(c)
+                } else {
+                    if t.kind == .string { hasStrings = true }
+                    h.marker(.literal)
+                }
+                i = t.range.upperBound
+                tokenEnd = i
+                continue
+            case UInt8(ascii: "'"), UInt8(ascii: "\""):
+                // A string or quoted identifier, from its prefix when the bytes before are one (E'', B'', X'',
+                // N'', U&'', U&"" where a token starts); the prefix bytes are in the key already.
+                var start = i
+                if c == UInt8(ascii: "'"), i >= 1, SQLLexer.isStringPrefix(s[i &- 1]), startsToken(i &- 1) {
+                    start = i &- 1
+                } else if i >= 2, s[i &- 1] == UInt8(ascii: "&"), s[i &- 2] | 0x20 == UInt8(ascii: "u"), startsToken(i &- 2) {
+                    start = i &- 2
+                }
+                guard let t = SQLLexer.scan(s, from: start) else { break }
+                if t.kind == .string {
+                    hasStrings = true
+                    // A prefix is part of the literal (E'x' is one placeholder, e.5 a word and one).
+                    h.marker(start < i ? .prefixedString : .literal)
+                } else {
+                    // A quoted identifier is a name: its bytes are the key's.
+                    for m in i..<t.range.upperBound { h.byte(s[m]) }
+                }
+                i = t.range.upperBound
+                tokenEnd = i
+                continue
+            case UInt8(ascii: "-") where next == UInt8(ascii: "-"):
+                var j = i &+ 2
+                while j < n && s[j] != 10 && s[j] != 13 { j &+= 1 }
+                h.marker(.comment)
+                i = j
+                tokenEnd = j
+                continue
+            case UInt8(ascii: "/") where next == UInt8(ascii: "*"):
+                i = SQLLexer.skipBlockComment(s, from: i)
+                h.marker(.comment)
+                tokenEnd = i
+                continue
+            default:
+                break
+            }
+            // Any other byte (the last few of the text, - or / not starting a comment, a digit or $ inside a
+            // word, a . not before a digit) is the key's as it is.
+            h.byte(c)
+            i &+= 1
         }
         return (h.id, h.check, hasStrings)
     }
 
-    /// After `word` (ending at `i`): when it is IN followed by `(literal, ...)`, the list is hashed as one
-    /// placeholder, as `normalize` writes it, and `i` moves past it.
-    @inline(__always)
-    private static func collapseInList(_ s: UnsafeBufferPointer<UInt8>, afterWord word: Range<Int>, at i: inout Int,
-                                       into h: inout NormalizedHash, hasStrings: inout Bool) {
-        guard word.count == 2, s[word.lowerBound] | 0x20 == UInt8(ascii: "i"), s[word.lowerBound + 1] | 0x20 == UInt8(ascii: "n"),
-              let (close, strings) = literalListEnd(s, from: i) else { return }
-        h.token(UInt8(ascii: "("))
-        h.placeholder()
-        h.token(UInt8(ascii: ")"))
-        i = close
-        hasStrings = hasStrings || strings
-    }
-
-    /// After the word IN at `i`: the index after `( literal [, literal]... )` (as `literalListEnd` on tokens) and
-    /// whether a literal was a string, or nil.
-    private static func literalListEnd(_ s: UnsafeBufferPointer<UInt8>, from start: Int) -> (Int, Bool)? {
-        func single(_ t: SQLLexer.RawToken, _ c: Unicode.Scalar) -> Bool {
-            t.kind == .punctuation && t.range.count == 1 && s[t.range.lowerBound] == UInt8(ascii: c)
-        }
-        guard let open = SQLLexer.scan(s, from: start), single(open, "(") else { return nil }
-        var i = open.range.upperBound
-        var strings = false
-        while true {
-            guard var t = SQLLexer.scan(s, from: i) else { return nil }
-            i = t.range.upperBound
-            if single(t, "-") || single(t, "+"), let number = SQLLexer.scan(s, from: i), number.kind == .number {
-                t = number
-                i = t.range.upperBound
-            }
-            switch t.kind {
-            case .string: strings = true
-            case .number, .parameter: break
-            case .word, .quotedIdentifier, .punctuation, .semicolon: return nil
-            }
-            guard let after = SQLLexer.scan(s, from: i) else { return nil }
-            i = after.range.upperBound
-            if single(after, ")") { return (i, strings) }
-            guard single(after, ",") else { return nil }
-        }
-    }
-
-    /// Word characters eight bytes at a time (SWAR), for the one-pass id's plain words.
-    enum WordBytes {
+    /// Bytes eight at a time (SWAR) for the text key.
+    enum KeyBytes {
         private static let ones: UInt64 = 0x0101_0101_0101_0101
         private static let highs: UInt64 = 0x8080_8080_8080_8080
 
-        /// The high bit of each byte of `v` (all bytes below 0x80) that is in `lo...hi`.
+        /// How many of the first bytes (in memory order) of `chunk` can neither start a literal or a comment
+        /// nor be a word character before one: all but " $ ' - . / and digits (bytes >= 0x80 included).
         @inline(__always)
-        private static func inRange(_ v: UInt64, _ lo: UInt8, _ hi: UInt8) -> UInt64 {
-            ((v &+ ones &* UInt64(0x80 &- lo)) & ~(v &+ ones &* UInt64(0x7F &- hi))) & highs
-        }
-
-        /// How many of the first bytes (in memory order) of `chunk` are ASCII letters, digits, `_` or `$`.
-        @inline(__always)
-        static func leadingWordBytes(_ chunk: UInt64) -> Int {
+        static func leadingPlain(_ chunk: UInt64) -> Int {
             let x = chunk & ~highs
-            let letters = inRange(x | ones &* 0x20, 0x61, 0x7A)
-            let word = (letters | inRange(x, 0x30, 0x39) | inRange(x, 0x5F, 0x5F) | inRange(x, 0x24, 0x24)) & ~(chunk & highs)
-            return (~word & highs).trailingZeroBitCount >> 3
-        }
-
-        /// The first `count` bytes of `chunk` with A-Z lowercased, the others zero.
-        @inline(__always)
-        static func lowercased(_ chunk: UInt64, count: Int) -> UInt64 {
-            let upper = inRange(chunk & ~highs, 0x41, 0x5A) & ~(chunk & highs)
-            let lower = chunk | (upper &>> 2)
-            return count == 8 ? lower : lower & ((1 &<< (UInt64(count) &* 8)) &- 1)
+            // High bit of each byte in - . / 0-9: x + (0x80 - 0x2D) reaches 0x80 from 0x2D up, x + (0x7F - 0x39)
+            // from 0x3A up; and of each byte equal to " $ ': its XOR with the byte is zero, and zero + 0x7F is
+            // the only sum without the high bit. Exact per byte (no carries: every byte is below 0x80).
+            let range = (x &+ ones &* 0x53) & ~(x &+ ones &* 0x46)
+            let quote = ~((x ^ ones &* 0x22) &+ ones &* 0x7F)
+            let dollar = ~((x ^ ones &* 0x24) &+ ones &* 0x7F)
+            let apostrophe = ~((x ^ ones &* 0x27) &+ ones &* 0x7F)
+            let special = (range | quote | dollar | apostrophe) & highs & ~chunk
+            return special.trailingZeroBitCount &>> 3
         }
     }
 
@@ -321,8 +285,8 @@ public struct Fingerprint: Hashable, Sendable, CustomStringConvertible {
         return Int(truncatingIfNeeded: (mixed ^ (mixed &>> 29)) ^ UInt64(UInt(bitPattern: seed)))
     }
 
-    /// The id of normalised bytes as `normalize` writes them (`onePass` feeds the same bytes while scanning),
-    /// and the keyed check hash. Bytes are gathered eight at a time into a word; each word is mixed into
+    /// The id of normalised bytes as `normalize` writes them (and the text key: `textKey`), and the keyed
+    /// check hash. Bytes are gathered eight at a time into a word; each word is mixed into
     /// both hashes with one multiply each, and the length and the last partial word are folded in at the end.
     struct NormalizedHash {
         private var value: UInt64 = 0x243F_6A88_85A3_08D3
@@ -334,8 +298,6 @@ public struct Fingerprint: Hashable, Sendable, CustomStringConvertible {
         /// Bits of `word` filled: 0, 8, ... 56.
         private var shift: UInt64 = 0
         private var words = 0
-        var started = false
-        var placeholders = 0
 
         static func id<Bytes: Sequence>(of bytes: Bytes) -> UInt64 where Bytes.Element == UInt8 {
             var h = NormalizedHash()
@@ -397,31 +359,21 @@ public struct Fingerprint: Hashable, Sendable, CustomStringConvertible {
         var id: UInt64 { finished(value, Self.idMultiplier) }
         var check: UInt64 { finished(checkValue, checkMultiplier) }
 
-        /// The space between tokens.
+        enum Marker: UInt64 {
+            case literal = 1
+            case comment = 2
+            /// A string whose prefix (E, B, X, N, U&) was hashed as text bytes before it was known to be one.
+            case prefixedString = 3
+        }
+
+        /// A literal or comment in the text key: the partial word so far is mixed in on its own, then a word
+        /// no text bytes make (four 0xFF bytes, invalid UTF-8) holding the kind and the place.
         @inline(__always)
-        mutating func separate() {
-            if started { byte(32) }
-            started = true
-        }
-
-        mutating func token(_ b: UInt8) {
-            separate()
-            byte(b)
-        }
-
-        mutating func placeholder() {
-            separate()
-            placeholders += 1
-            byte(UInt8(ascii: "$"))
-            // Digits most significant first, without a buffer: the largest power of ten not above the number.
-            var scale = 1
-            while scale <= placeholders / 10 { scale &*= 10 }
-            var n = placeholders
-            repeat {
-                byte(UInt8(ascii: "0") &+ UInt8(n / scale))
-                n %= scale
-                scale /= 10
-            } while scale > 0
+        mutating func marker(_ kind: Marker) {
+            let place = UInt64(words) &<< 3 | shift &>> 3
+            if shift > 0 { mixWord() }
+            word = 0xFFFF_FFFF_0000_0000 | kind.rawValue &<< 24 | place & 0xFF_FFFF
+            mixWord()
         }
     }
 }

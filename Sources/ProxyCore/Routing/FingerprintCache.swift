@@ -1,5 +1,5 @@
-// Fingerprints on the hot path: the one-pass id (Fingerprint.id) finds a text's fingerprint without lexing it
-// into tokens or building its normalised text; the full Fingerprint is made once per distinct statement shape.
+// Fingerprints on the hot path: the text key (Fingerprint.textKey) finds a text's fingerprint without lexing it
+// into tokens or building its normalised text; the full Fingerprint is made once per distinct text key.
 
 /// A map holding at most `capacity` entries in two generations: when `current` is full it becomes `previous`
 /// and the old `previous` is dropped; a hit in `previous` moves back to `current`. A cheap LRU.
@@ -39,19 +39,18 @@ public struct GenerationalCache<Key: Hashable, Value> {
     }
 }
 
-/// Fingerprints by one-pass id (and its keyed check hash): a text whose statement shape was seen before gets the same Fingerprint value
-/// back (its normalised text shared, so comparing it with a stats row's key is a pointer check). Texts the
-/// one-pass id leaves out (non-ASCII names, U&"" identifiers) are fingerprinted in full each time.
-/// Not thread-safe: one per event loop.
+/// Fingerprints by text key (and its keyed check hash): a text seen before up to its literals and comments gets
+/// the same Fingerprint value back (its normalised text shared, so comparing it with a stats row's key is a
+/// pointer check). Not thread-safe: one per event loop.
 public struct FingerprintCache {
-    /// A statement shape: its fingerprint, and whether the first of its texts without a string literal that was
-    /// asked about has session effects (such texts differ only in numbers, spacing, comments and case, none of
-    /// which makes or unmakes an effect).
+    /// A text key: its fingerprint, and whether the first of its texts without a string literal that was asked
+    /// about has session effects (such texts differ only in numbers, parameters and comments, none of which
+    /// makes or unmakes an effect).
     private struct Entry {
         var fingerprint: Fingerprint
         var mayHaveEffects: Bool?
     }
-    /// The one-pass id and its keyed check: a shape is found only when both match.
+    /// The text key's id and its keyed check: an entry is found only when both match.
     private struct Key: Hashable {
         var id: UInt64
         var check: UInt64
@@ -61,7 +60,7 @@ public struct FingerprintCache {
         func _rawHashValue(seed: Int) -> Int { Int(truncatingIfNeeded: check) ^ seed }
     }
     private var byID: GenerationalCache<Key, Entry>
-    /// How many fingerprints were built in full (misses and texts the one-pass id leaves out).
+    /// How many fingerprints were built in full (misses).
     public private(set) var built = 0
 
     public init(capacity: Int = 10_000) {
@@ -74,16 +73,13 @@ public struct FingerprintCache {
         entry(utf8: bytes).fingerprint
     }
 
-    /// The fingerprint, and whether the text may have session effects. For shapes without string literals the
+    /// The fingerprint, and whether the text may have session effects. For keys without string literals the
     /// answer is exact and cached: the raw scan (SessionAnalyzer.mayHaveEffects), and when it says maybe, the
-    /// full analysis (SessionAnalyzer.effects) once per shape; a text of several statements such as pgbench's
+    /// full analysis (SessionAnalyzer.effects) once per key; a text of several statements such as pgbench's
     /// `UPDATE ... SET ...;` is then not analysed again for every statement. Texts with strings get the raw
     /// scan every time (callers analyse those that may).
     public mutating func withEffects(utf8 bytes: UnsafeRawBufferPointer) -> (Fingerprint, mayHaveEffects: Bool) {
-        guard let (id, check, hasStrings) = Fingerprint.onePass(utf8: bytes) else {
-            built += 1
-            return (Fingerprint.of(utf8: bytes), SessionAnalyzer.mayHaveEffects(bytes))
-        }
+        let (id, check, hasStrings) = Fingerprint.textKey(utf8: bytes)
         let key = Key(id: id, check: check)
         var e = entry(key, utf8: bytes)
         // A string literal is a placeholder in the shape but may hold anything: this text is scanned.
@@ -97,10 +93,7 @@ public struct FingerprintCache {
     }
 
     private mutating func entry(utf8 bytes: UnsafeRawBufferPointer) -> Entry {
-        guard let (id, check, _) = Fingerprint.onePass(utf8: bytes) else {
-            built += 1
-            return Entry(fingerprint: Fingerprint.of(utf8: bytes))
-        }
+        let (id, check, _) = Fingerprint.textKey(utf8: bytes)
         return entry(Key(id: id, check: check), utf8: bytes)
     }
 

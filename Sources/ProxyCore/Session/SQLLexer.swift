@@ -422,12 +422,29 @@ public enum SQLLexer {
         return true
     }
 
+    /// E, B, X, N in either case: letters that make a string of the quote after them.
+    @inline(__always)
+    static func isStringPrefix(_ c: UInt8) -> Bool {
+        switch c | 0x20 {
+        case UInt8(ascii: "e"), UInt8(ascii: "b"), UInt8(ascii: "x"), UInt8(ascii: "n"): return true
+        default: return false
+        }
+    }
+
+    /// x, o or b in either case (0x1F, 0o17, 0b101).
+    private static func isRadixLetter(_ c: UInt8) -> Bool {
+        switch c | 0x20 {
+        case UInt8(ascii: "x"), UInt8(ascii: "o"), UInt8(ascii: "b"): return true
+        default: return false
+        }
+    }
+
     /// Index after the number starting at `i` (0x/0o/0b, decimals, exponents, _ separators).
     private static func numberEnd(_ s: UnsafeBufferPointer<UInt8>, from i: Int) -> Int {
         let n = s.count
         var j = i
         func digits() { while j < n && (isDigit(s[j]) || s[j] == 95) { j += 1 } }
-        if s[i] == UInt8(ascii: "0"), i + 2 < n, "xXoObB".utf8.contains(s[i + 1]), isHexDigit(s[i + 2]) {
+        if s[i] == UInt8(ascii: "0"), i + 2 < n, isRadixLetter(s[i + 1]), isHexDigit(s[i + 2]) {
             j = i + 2
             while j < n && (isHexDigit(s[j]) || s[j] == 95) { j += 1 }
         } else {
@@ -448,27 +465,11 @@ public enum SQLLexer {
         return j
     }
 
-    /// Whether a plain word starts at `i`: an ASCII letter or `_` that `scan` would read as a word, not as
-    /// the prefix of a string (E'..', B'..', X'..', N'..', U&'..', U&"..").
-    @inline(__always)
-    static func isPlainWordStart(_ s: UnsafeBufferPointer<UInt8>, at i: Int) -> Bool {
-        let c = s[i]
-        guard isLetter(c) || c == 95 else { return false }
-        guard i + 1 < s.count else { return true }
-        let next = s[i + 1]
-        let lower = c | 0x20
-        if next == quote && (lower == UInt8(ascii: "e") || lower == UInt8(ascii: "b") || lower == UInt8(ascii: "x") || lower == UInt8(ascii: "n")) {
-            return false
-        }
-        if lower == UInt8(ascii: "u") && next == UInt8(ascii: "&") { return false }
-        return true
-    }
-
     /// A word, or a prefixed string: E'..', B'..', X'..', N'..', U&'..', U&"..".
     private static func scanWord(_ s: UnsafeBufferPointer<UInt8>, from i: Int) -> RawToken {
         let n = s.count
         let lower = s[i] | 0x20
-        if i + 1 < n && s[i + 1] == quote && "ebxn".utf8.contains(lower) && isLetter(s[i]) {
+        if i + 1 < n && s[i + 1] == quote && isStringPrefix(s[i]) {
             return quotedToken(s, from: i, contentStart: i + 2, quote: quote, escapes: lower == UInt8(ascii: "e") ? .backslash : .none)
         }
         if lower == UInt8(ascii: "u"), isLetter(s[i]), i + 2 < n, s[i + 1] == UInt8(ascii: "&"),

@@ -1,0 +1,193 @@
+// The text key the hot path finds fingerprints by (Fingerprint.textKey): texts with one key have one
+// fingerprint (literals and comments are the only bytes left out), literal values do not change the key,
+// every other byte does, and whether a string literal is in the text is noticed.
+import XCTest
+@testable import ProxyCore
+
+final class TextKeyTests: XCTestCase {
+    private struct Key: Hashable {
+        var id: UInt64
+        var check: UInt64
+    }
+
+    private func key(_ sql: String) -> Key {
+        var text = sql
+        let k = text.withUTF8 { Fingerprint.textKey(utf8: UnsafeRawBufferPointer($0)) }
+        return Key(id: k.id, check: k.check)
+    }
+
+    private func hasStrings(_ sql: String) -> Bool {
+        var text = sql
+        return text.withUTF8 { Fingerprint.textKey(utf8: UnsafeRawBufferPointer($0)).hasStrings }
+    }
+
+    /// Texts that exercise every token kind (IN lists, semicolons, escapes, prefixes, unterminated input).
+    static let tricky = [
+        "", ";", ";;", "SELECT 1;", "SELECT 1; ;", "SELECT 1;SELECT 2;;", " ; SELECT 1",
+        "SELECT * FROM t WHERE id = 42 AND name = 'bob'",
+        "select \"MyCol\" from \"T\"\"x\" where a IN (1, 2, 3);",
+        "SELECT $1, $2::int", "select x from t where y in (-1, +2, $3, 'a', E'b\\'c', 1.5e-3)",
+        "select x from t where y in (1, - 2)", "select x from t where y in (1, a)", "select x in ( )",
+        "SELECT 1.5e3, E'x\\ny', $$dollar$$, $tag$other$tag$, B'101', X'1F', N'n', 0x1F, 0o17, 0b101, 1_000, .5",
+        "SELECT 'unterminated", "SELECT \"unterminated", "SELECT $tag$ unterminated", "SELECT /* open comment",
+        "SELECT 1 -- comment", "SELECT /* a /* nested */ b */ 1", "select a::text, b := 1, c..d, e.f[1:2]",
+        "select a<>b, a!=b, a>=-1, a||b, a@>b, a->>'k', a#-'{x}', a ~* 'y', a+-b, a*-1, a/*c*/+b",
+        "select E'\\'', E'\\x41\\101\\u0041', U&'d\\0061t\\+000061', 'it''s'",
+        "select \"a\"\"\"\"b\", \"\", \"x y\"", "SELECT $", "SELECT $ $1 $a $a$ x $a$", "select @ # ` ?",
+        "UPDATE pgbench_accounts SET abalance = abalance + -4242 WHERE aid = 77;",
+        "BEGIN; SELECT 1; COMMIT;", "select\tx\nfrom\rt\u{0C}where y=1", "select café, \"naïve\", U&\"d\\0061ta\" from t",
+        "select 1E'\\'' , 2 drop", "select 1$$ a'x $$ drop", "select x1E'a', t2 from t3", "select ..5, 1..2",
+    ]
+
+    /// Fragments of SQL glued at random; `literals` and `words` are swapped for others of their kind to make
+    /// texts that must (literals) or may not (words) share a key.
+    private static let literals = [["1", "22", "2.5", "1e5", ".5", "0x1F", "1_0", "0"],
+                                   ["'s'", "'it''s'", "E'\\''", "$$x$$", "$q$y$q$", "B'1'", "N'n'", "U&'u'", "'open"],
+                                   ["$1", "$22"],
+                                   ["--c\n", "/*c*/", "/* /* */ */", "-- x", "/*open"]]
+    private static let words = ["select", "SELECT", "drop", "in", "x", "y_1", "e", "E", "b", "x", "n", "u", "U", "_", "t1",
+                                "\"Id\"", "\"a\"\"b\"", "\"open", "a$1", "$", "$t$open"]
+    private static let glue = ["(", ")", ",", ";", " ", "  ", "\n", "-", "+", "&", "::", ":", ".", "..", "[", "]", "<>",
+                               "->>", "@", "=", "*", "/", "'", "\"", "$"]
+
+    private func soup(_ rng: inout RoutingTestRNG) -> [String] {
+        var parts: [String] = []
+        for _ in 0..<Int(rng.next() % 14) {
+            switch rng.next() % 3 {
+            case 0:
+                let kind = Self.literals[Int(rng.next() % UInt64(Self.literals.count))]
+                parts.append(kind[Int(rng.next() % UInt64(kind.count))])
+            case 1: parts.append(Self.words[Int(rng.next() % UInt64(Self.words.count))])
+            default: parts.append(Self.glue[Int(rng.next() % UInt64(Self.glue.count))])
+            }
+            if rng.next() % 3 == 0 { parts.append(" ") }
+        }
+        return parts
+    }
+
+    /// `parts` with one fragment swapped for another of its kind (a literal for a literal of its kind, a word
+    /// for a word), or nil when it has none.
+    private func variant(_ parts: [String], literal: Bool, _ rng: inout RoutingTestRNG) -> [String]? {
+        let places = parts.indices.filter { i in
+            literal ? Self.literals.contains { $0.contains(parts[i]) } : Self.words.contains(parts[i])
+        }
+        guard !places.isEmpty else { return nil }
+        let at = places[Int(rng.next() % UInt64(places.count))]
+        let pool = literal ? Self.literals.first { $0.contains(parts[at]) }! : Self.words
+        var copy = parts
+        copy[at] = pool[Int(rng.next() % UInt64(pool.count))]
+        return copy
+    }
+
+    func testTextsWithOneKeyHaveOneFingerprint() {
+        // Many texts, many sharing a key (literal swaps) and many nearly sharing one (word swaps): wherever two
+        // keys are equal the fingerprints must be. A key that let a literal or comment swallow what follows
+        // it (an E'' string read as '' after a number, $$ after a digit) fails here.
+        var rng = RoutingTestRNG(seed: 0x7E47)
+        var byKey: [Key: (String, Fingerprint)] = [:]
+        var shared = 0
+        func add(_ sql: String) {
+            let k = key(sql)
+            let f = Fingerprint.of(sql)
+            if let (other, seen) = byKey[k] {
+                XCTAssertEqual(f, seen, "one key for \(sql.debugDescription) and \(other.debugDescription)")
+                if other != sql { shared += 1 }
+            } else {
+                byKey[k] = (sql, f)
+            }
+        }
+        for sql in Self.tricky { add(sql) }
+        for _ in 0..<6_000 {
+            let parts = soup(&rng)
+            add(parts.joined())
+            for _ in 0..<3 {
+                if let v = variant(parts, literal: true, &rng) { add(v.joined()) }
+                if let v = variant(parts, literal: false, &rng) { add(v.joined()) }
+            }
+        }
+        XCTAssertGreaterThan(shared, 3_000, "literal swaps must share keys")
+    }
+
+    func testLiteralValuesAndCommentTextsKeepTheKey() {
+        let pairs = [
+            ("SELECT abalance FROM pgbench_accounts WHERE aid = 1;", "SELECT abalance FROM pgbench_accounts WHERE aid = 987654;"),
+            ("UPDATE pgbench_accounts SET abalance = abalance + -4242 WHERE aid = 77;",
+             "UPDATE pgbench_accounts SET abalance = abalance + -1 WHERE aid = 123456;"),
+            ("SELECT * FROM t WHERE name = 'a'", "SELECT * FROM t WHERE name = 'it''s longer'"),
+            ("SELECT 1.5e3, E'x\\ny', $$dollar$$", "SELECT 2, E'plain', $tag$other$tag$"),
+            ("SELECT * FROM t WHERE id = $1", "SELECT * FROM t WHERE id = 7"),
+            ("INSERT INTO t VALUES (1, 'a', B'101', X'1F')", "INSERT INTO t VALUES (2, 'b', B'0', X'FF')"),
+            ("/* app=web id=1 */ SELECT 1", "/* app=web id=22 */ SELECT 3"),
+            ("SELECT 1 -- first\n", "SELECT 2 -- second\n"),
+            ("select café from t where x = 1", "select café from t where x = 2"),
+            ("select 1E'a'", "select 2E'b\\''"),
+        ]
+        for (a, b) in pairs {
+            XCTAssertEqual(key(a), key(b), "\(a) vs \(b)")
+            XCTAssertEqual(Fingerprint.of(a), Fingerprint.of(b), "\(a) vs \(b)")
+        }
+    }
+
+    func testEveryOtherByteChangesTheKey() {
+        let differ = [
+            ("SELECT a FROM t", "SELECT b FROM t"), ("SELECT a FROM t1", "SELECT a FROM t2"),
+            ("SELECT \"t1\"", "SELECT \"t2\""), ("SELECT a FROM t", "select a from t"), ("SELECT a FROM t", "SELECT  a FROM t"),
+            ("SELECT 1", "SELECT 1;"), ("SELECT 1", "SELECT 1 -- c"), ("SELECT 1 /*c*/", "SELECT /*c*/ 1"),
+            ("SELECT x$1", "SELECT x$2"), ("SELECT 0x1F", "SELECT 1x1F"), ("SELECT 'a' b", "SELECT E'a' b"),
+            ("select 1E'a' x", "select 1 E'a' x"), ("SELECT a.1", "SELECT a..1"), ("SELECT 1.5", "SELECT 1 .5"),
+            // Lexed differently, so keyed apart: .. then a number, . then a literal; e then .5, an E'' string.
+            ("SELECT ..22", "SELECT .$22"), ("SELECT a..5", "SELECT a.'s'"), ("SELECT e.5", "SELECT e's'"),
+        ]
+        for (a, b) in differ { XCTAssertNotEqual(key(a), key(b), "\(a) vs \(b)") }
+        // Words read eight bytes at a time: one byte changed anywhere in a word of any length at any offset, or
+        // a length one byte longer, gives another key (both hashes).
+        var rng = RoutingTestRNG(seed: 0x0FF5E7)
+        let wordChars = Array("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_é")
+        for _ in 0..<2_000 {
+            let lead = String(repeating: " ", count: Int(rng.next() % 9))
+            let word = String((0..<Int(1 + rng.next() % 30)).map { _ in wordChars[Int(rng.next() % UInt64(wordChars.count))] })
+            let base = Array((lead + "SELECT " + word + " FROM t WHERE id = \(rng.next() % 1000)").utf8)
+            let original = key(String(decoding: base, as: UTF8.self))
+            let at = lead.utf8.count + 7 + Int(rng.next() % UInt64(word.utf8.count))
+            var changed = base
+            changed[at] = changed[at] == UInt8(ascii: "q") ? UInt8(ascii: "w") : UInt8(ascii: "q")
+            let other = key(String(decoding: changed, as: UTF8.self))
+            XCTAssertNotEqual(original.id, other.id, String(decoding: changed, as: UTF8.self))
+            XCTAssertNotEqual(original.check, other.check, String(decoding: changed, as: UTF8.self))
+            var longer = base
+            longer.insert(UInt8(ascii: "z"), at: at)
+            XCTAssertNotEqual(original, key(String(decoding: longer, as: UTF8.self)))
+        }
+    }
+
+    func testStringLiteralsAreNoticed() {
+        XCTAssertFalse(hasStrings("SELECT x FROM t WHERE id = 1 -- 'no'"))
+        XCTAssertFalse(hasStrings("SELECT \"it's\" FROM t WHERE id IN (1, 2, $3)"))
+        XCTAssertTrue(hasStrings("SELECT x FROM t WHERE id = 'a'"))
+        XCTAssertTrue(hasStrings("SELECT x FROM t WHERE id IN (1, 'b')"))
+        XCTAssertTrue(hasStrings("DO $$ BEGIN END $$"))
+        XCTAssertTrue(hasStrings("SELECT 1E'x'"))
+        XCTAssertFalse(hasStrings("SELECT x$y$ FROM t"))
+    }
+
+    func testLiteralsOfEveryKindAreOnePlaceholder() {
+        // As in the fingerprint, where each is $n: a number, a string and a parameter in one place share a key.
+        XCTAssertEqual(key("SELECT 1"), key("SELECT '1'"))
+        XCTAssertEqual(key("SELECT 1"), key("SELECT $1"))
+        XCTAssertEqual(Fingerprint.of("SELECT 1"), Fingerprint.of("SELECT '1'"))
+    }
+
+    func testEightBytesAtATimeStopAtTheFirstByteThatCanStartALiteralOrComment() {
+        // The SWAR count against a byte-by-byte reference, for every byte value at every place.
+        func reference(_ bytes: [UInt8]) -> Int {
+            bytes.firstIndex { b in b < 0x80 && (b == 0x22 || b == 0x24 || b == 0x27 || (b >= 0x2D && b <= 0x39)) } ?? 8
+        }
+        var rng = RoutingTestRNG(seed: 0x5A5A)
+        for round in 0..<20_000 {
+            var bytes = (0..<8).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+            if round < 256 * 8 { bytes = Array(repeating: UInt8(ascii: "a"), count: 8); bytes[round % 8] = UInt8(round / 8) }
+            let chunk = bytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
+            XCTAssertEqual(Fingerprint.KeyBytes.leadingPlain(chunk), reference(bytes), "\(bytes)")
+        }
+    }
+}
