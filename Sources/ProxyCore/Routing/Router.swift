@@ -102,18 +102,19 @@ public struct Router: Sendable {
         }
         switch fallback {
         case .primary:
-            guard let name = backends.primaryName else { return RouteFailure.noReplica.decision }
-            guard backends.isUp(name) else { return RouteFailure.noReplicaPrimaryDown(name).decision }
-            return .primary(name)
+            return primary(backends, none: .noReplica, down: RouteFailure.noReplicaPrimaryDown)
         case .error:
             return RouteFailure.noReplica.decision
         }
     }
 
-    private func primary(_ backends: BackendSet) -> RouteDecision {
-        guard let i = backends.primaryIndex else { return RouteFailure.noPrimary.decision }
+    /// The primary, or the failure for no primary known (`none`) or one whose circuit is open (`down`): a read
+    /// falling back to the primary names the missing replica in its errors.
+    private func primary(_ backends: BackendSet, none: RouteFailure = .noPrimary,
+                         down: (String) -> RouteFailure = RouteFailure.primaryDown) -> RouteDecision {
+        guard let i = backends.primaryIndex else { return none.decision }
         let name = backends.statuses[i].name
-        guard backends.isUp(at: i) else { return RouteFailure.primaryDown(name).decision }
+        guard backends.isUp(at: i) else { return down(name).decision }
         return .primary(name)
     }
 }
