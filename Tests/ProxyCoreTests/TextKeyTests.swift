@@ -188,6 +188,7 @@ final class TextKeyTests: XCTestCase {
             if round < 256 * 8 { bytes = Array(repeating: UInt8(ascii: "a"), count: 8); bytes[round % 8] = UInt8(round / 8) }
             let chunk = bytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
             XCTAssertEqual(Fingerprint.KeyBytes.leadingPlain(chunk), reference(bytes), "\(bytes)")
+            XCTAssertEqual(Fingerprint.KeyBytes.mayHaveSpecial(chunk), bytes.contains { $0 >= 0x22 && $0 <= 0x39 }, "\(bytes)")
         }
     }
 }

@@ -156,7 +156,8 @@ public struct Fingerprint: Hashable, Sendable, CustomStringConvertible {
         while i < n {
             while i &+ 8 <= n {
                 let chunk = UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self)
-                let k = KeyBytes.leadingPlain(UInt64(littleEndian: chunk))
+                // Most chunks of SQL have no byte in 0x22...0x39 at all: one range check, then the exact count.
+                let k = KeyBytes.mayHaveSpecial(UInt64(littleEndian: chunk)) ? KeyBytes.leadingPlain(UInt64(littleEndian: chunk)) : 8
                 if k == 8 {
                     h.bytes(UInt64(littleEndian: chunk), count: 8)
                     i &+= 8
@@ -252,6 +253,14 @@ public struct Fingerprint: Hashable, Sendable, CustomStringConvertible {
     enum KeyBytes {
         private static let ones: UInt64 = 0x0101_0101_0101_0101
         private static let highs: UInt64 = 0x8080_8080_8080_8080
+
+        /// Whether a byte of `chunk` is in 0x22...0x39 (" # $ % & ' ( ) * + , - . / and digits): every byte
+        /// `leadingPlain` stops at is.
+        @inline(__always)
+        static func mayHaveSpecial(_ chunk: UInt64) -> Bool {
+            let x = chunk & ~highs
+            return (x &+ ones &* 0x5E) & ~(x &+ ones &* 0x46) & highs & ~chunk != 0
+        }
 
         /// How many of the first bytes (in memory order) of `chunk` can neither start a literal or a comment
         /// nor be a word character before one: all but " $ ' - . / and digits (bytes >= 0x80 included).
