@@ -18,6 +18,8 @@ final class ClientExtras {
     var routedQueryFingerprint: Fingerprint?
     /// Whether that Query may have session effects (from routing it too; meaningless without the fingerprint).
     var routedQueryEffects = true
+    /// Whether that Query may change data (Classification.writes; meaningless without the fingerprint).
+    var routedQueryWrites = true
     /// Fingerprint of the unnamed statement last parsed (a Bind of "" executes it).
     var unnamedFingerprint: Fingerprint?
     /// Session mode: fingerprints of the client's named statements.
@@ -112,6 +114,12 @@ extension ClientConnection {
     var routedQueryEffects: Bool {
         get { extras?.routedQueryEffects ?? true }
         set { extras?.routedQueryEffects = newValue }
+    }
+
+    /// With `routedQueryFingerprint`: whether that Query may change data.
+    var routedQueryWrites: Bool {
+        get { extras?.routedQueryWrites ?? true }
+        set { extras?.routedQueryWrites = newValue }
     }
 
     var routedQueryFingerprint: Fingerprint? {

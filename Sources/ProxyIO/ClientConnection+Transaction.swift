@@ -49,6 +49,11 @@ extension ClientConnection {
                     if let routed = routedQueryFingerprint {
                         fingerprint = routed
                         effects = routedQueryEffects
+                        if routedQueryWrites { transactionWrote = true }
+                    } else if classifiesWrites, let (f, e) = classifyForWrites(total: total) {
+                        // Classified here (read-your-writes needs to know whether it may write): the classifier
+                        // gives the fingerprint and the effects answer too.
+                        (fingerprint, effects) = (f, e)
                     } else {
                         (fingerprint, effects) = withQueryText(total: total) { proxy.classifier.fingerprints.withEffects(utf8: $0) }
                     }
@@ -66,6 +71,8 @@ extension ClientConnection {
                     server.requestSent(fingerprint)
                     routedQueryFingerprint = nil
                 } else {
+                    // Not read: it may write.
+                    transactionWrote = true
                     server.retryable.clear()
                     server.requestSent(nil)
                 }
@@ -80,6 +87,7 @@ extension ClientConnection {
                     return fail(code: SQLState.protocolViolation, message: error.message, reason: "protocol violation")
                 }
                 server.unsynced = true
+                if classifiesWrites && proxy.classifier.classify(parse.query).writes { transactionWrote = true }
                 if parse.name.isEmpty {
                     noteEffects(ofQuery: parse.query, server: server)
                     server.tracker.sent(.parse(statement: nil))
@@ -119,6 +127,8 @@ extension ClientConnection {
                     break
                 }
                 batchFingerprint = proxy.statementFingerprint(id)
+                // A statement parsed in another transaction runs here.
+                if classifiesWrites, proxy.statementKey(id).map({ proxy.classifier.classify($0.query).writes }) ?? true { transactionWrote = true }
                 let epoch = proxy.statementEpoch(id)
                 lastBoundName[id] = head.statement
                 if (seenEpochs[head.statement] ?? 0) < epoch {
@@ -187,6 +197,7 @@ extension ClientConnection {
             case .flush?:
                 server.unsynced = true
             case .functionCall?:
+                transactionWrote = true
                 server.requestSent(nil)
                 server.tracker.sent(.functionCall)
             case .copyData?, .copyDone?, .copyFail?, .password?, nil:
@@ -381,6 +392,7 @@ extension ClientConnection {
                 if !Self.isRead(c) { write = true }
                 routedQueryFingerprint = proxy.classifier.lastFingerprint
                 routedQueryEffects = proxy.classifier.lastMayHaveEffects
+                routedQueryWrites = c.writes
                 break scan
             case .query?, .parse?:
                 guard offset + total <= available, total <= inspectLimit else { write = true; break scan }
@@ -479,6 +491,16 @@ extension ClientConnection {
     }
 
     /// A statement that may run on a replica: a read by the classifier, or BEGIN READ ONLY.
+    /// The Query at the front of the input (`total` bytes) classified: `transactionWrote` is set when it may
+    /// write; its fingerprint and effects answer, or nil with the classifier's cache off (then the caller
+    /// fingerprints it).
+    private func classifyForWrites(total: Int) -> (Fingerprint, Bool)? {
+        let c = withQueryText(total: total) { proxy.classifier.classify(utf8: $0) }
+        if c.writes { transactionWrote = true }
+        guard let fingerprint = proxy.classifier.lastFingerprint else { return nil }
+        return (fingerprint, proxy.classifier.lastMayHaveEffects)
+    }
+
     private func classifiedAsRead(_ sql: String) -> Bool {
         Self.isRead(proxy.classifier.classify(sql))
     }

@@ -63,6 +63,10 @@ final class ClientConnection: StreamHandler, Hashable {
     var forcePrimary = false
     /// The current server was chosen for a write (a write transaction ends with a WAL position query).
     var routedWrite = false
+    /// Read-your-writes: a statement of the transaction routed as a write may have changed data (only then
+    /// does its end learn a WAL position: BEGIN; SELECT ...; COMMIT leaves the client's reads free to go to
+    /// any replica). Statements are classified until one may write.
+    var transactionWrote = false
     /// The session may hold a `switchyard.route` parameter (from the startup packet, or a SET that reached a
     /// server): only then does routing look it up (a String-keyed lookup per statement otherwise).
     var routeParameterPossible = false
@@ -321,6 +325,7 @@ final class ClientConnection: StreamHandler, Hashable {
             }
             // Read-your-writes matters only when there are replicas to read from.
             routedWrite = request == .write && !proxy.config.replicas.isEmpty
+            transactionWrote = false
             self.pool = pool
             // A lone autocommit read may go behind another client's on a busy server (the shared pipeline).
             if greeted && poolMode == .transaction && !retrying && pool.boarding != nil && rideIfPossible(pool) { return }
@@ -509,7 +514,13 @@ final class ClientConnection: StreamHandler, Hashable {
 
     /// Read-your-writes: this client's transaction was routed as a write, so a WAL position is learned at its end.
     var wantsWalPosition: Bool {
-        routedWrite && greeted && proxy.config.proxy.readYourWrites == .lsn && !sessionIsPinned
+        routedWrite && transactionWrote && greeted && proxy.config.proxy.readYourWrites == .lsn && !sessionIsPinned
+    }
+
+    /// Whether the statements sent now are classified for `transactionWrote` (a transaction routed as a write,
+    /// read-your-writes on, nothing that may write seen yet).
+    var classifiesWrites: Bool {
+        routedWrite && !transactionWrote && proxy.config.proxy.readYourWrites == .lsn
     }
 
     /// The WAL position after this client's write: its reads now need a replica that replayed it.

@@ -137,7 +137,8 @@ def test_held_begin_routes_to_the_primary(start_proxy, cluster):
 
 def test_read_your_writes_position_query_rides_behind_the_commit(start_proxy, cluster, table):
     """With replicas, a write transaction's COMMIT carries the WAL position query in the same write (no
-    round trip of its own); a ROLLBACK or a transaction left by an error still gets its position."""
+    round trip of its own); a ROLLBACK or a transaction left by an error still gets its position; a
+    transaction of reads gets none."""
     p = start_proxy(pool_mode="transaction", replica=True, read_your_writes="lsn", log_level="debug")
     c = p.connect()
     c.execute("BEGIN")
@@ -150,10 +151,15 @@ def test_read_your_writes_position_query_rides_behind_the_commit(start_proxy, cl
     c.execute("ROLLBACK")
     with pytest.raises(errors.DivisionByZero):
         c.execute("BEGIN")
-        c.execute("SELECT 1 / 0")
+        c.execute(f"INSERT INTO {table} VALUES (1 / 0)")
     c.execute("END")  # ends the failed transaction (a rollback), position query behind it
     assert c.info.transaction_status.name == "IDLE"
     assert p.log().count("WAL position query sent behind COMMIT") == 2
+    c.execute("BEGIN")
+    c.execute(f"SELECT count(*) FROM {table}")
+    c.execute("SET LOCAL work_mem = '2MB'")
+    c.execute("COMMIT")
+    assert p.log().count("WAL position query sent behind COMMIT") == 2, "a transaction of reads learns no position"
     for _ in range(3):
         assert c.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 1
     c.close()

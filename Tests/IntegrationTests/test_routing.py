@@ -360,6 +360,29 @@ def test_read_your_writes_waits_for_the_replica(start_proxy_sections, cluster, r
     assert delayed.port in answered, f"reads should wait ~0.5 s for the delayed replica, not go to the primary: {answered}"
 
 
+def test_read_only_transaction_leaves_the_next_read_on_the_replica(start_proxy_sections, cluster, replicas_up):
+    """BEGIN; SELECT ...; COMMIT goes to the primary but changes nothing: it learns no WAL position, so the
+    client's next read goes to the delayed replica at once although the primary is ahead of it (another
+    client's insert). A write transaction still makes the next read wait for its own row."""
+    _, delayed = replicas_up
+    p = routing_proxy(start_proxy_sections, {"d": (delayed, 1)}, read_your_writes="lsn", read_your_writes_timeout="100ms")
+    t = ryw_table(p, cluster, delayed)
+    with p.connect() as other, p.connect() as c:
+        for i in range(3):
+            other.execute(f"INSERT INTO {t} VALUES (%s)", (i,))
+            c.execute("BEGIN")
+            assert port_of(c) == cluster.primary_port
+            c.execute(f"SELECT count(*) FROM {t}")
+            c.execute("COMMIT")
+            got = port_of(c)
+            assert got == delayed.port, f"round {i}: the read after a read-only transaction went to {got}"
+        c.execute("BEGIN")
+        c.execute(f"INSERT INTO {t} VALUES (100)")
+        c.execute("COMMIT")
+        assert c.execute(f"SELECT count(*) FROM {t} WHERE id = 100").fetchone()[0] == 1, "the client's own insert"
+        c.execute(f"DROP TABLE {t}")
+
+
 def test_without_read_your_writes_the_delayed_replica_is_stale(start_proxy_sections, cluster, replicas_up):
     """Shows the read-your-writes test can fail: without it the loop reads its rows too early."""
     _, delayed = replicas_up

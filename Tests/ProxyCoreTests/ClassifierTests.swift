@@ -316,6 +316,23 @@ final class ClassifierTests: XCTestCase {
         XCTAssertEqual(c.cacheHits, 4)
     }
 
+    func testWhatMayChangeData() {
+        // Read-your-writes learns a WAL position only after a statement that may change data.
+        let c = classifier()
+        let quiet = ["SELECT 1", "SHOW work_mem", "BEGIN", "BEGIN ISOLATION LEVEL SERIALIZABLE", "START TRANSACTION READ ONLY",
+                     "BEGIN READ ONLY ISOLATION LEVEL SERIALIZABLE", "COMMIT", "END", "ROLLBACK", "SAVEPOINT s", "RELEASE s",
+                     "ROLLBACK TO s", "SET lock_timeout = 5", "RESET lock_timeout", "SET LOCAL work_mem = '1MB'",
+                     "SET TRANSACTION READ ONLY", "PREPARE TRANSACTION 'x'", "BEGIN; SELECT 1", "SELECT 1; COMMIT",
+                     "SELECT a FROM t WHERE a = 1 /* switchyard:primary */"]
+        for sql in quiet { XCTAssertFalse(c.classify(sql).writes, sql) }
+        let writing = ["INSERT INTO t VALUES (1)", "UPDATE t SET a = 1", "DELETE FROM t", "SELECT my_writer()",
+                       "SELECT random()", "/* switchyard:replica */ SELECT random()", "SELECT * FROM t FOR UPDATE",
+                       "CREATE TABLE x (a int)", "COMMIT PREPARED 'x'", "ROLLBACK PREPARED 'x'", "COPY t FROM STDIN",
+                       "BEGIN; INSERT INTO t VALUES (1)", "SELECT 1; DELETE FROM t", "EXECUTE p", "not sql at all",
+                       "SELECT nextval('s')", "WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d"]
+        for sql in writing { XCTAssertTrue(c.classify(sql).writes, sql) }
+    }
+
     func testInvalidateDropsTheCache() {
         let c = classifier()
         _ = c.classify("SELECT 1")

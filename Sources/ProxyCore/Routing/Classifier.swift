@@ -19,11 +19,17 @@ public struct Classification: Equatable, Sendable {
     /// "serializable transaction", "set", "execute", "utility statement", "copy from", "copy to file", "empty",
     /// "hint primary", "hint replica".
     public var reason: String
+    /// Whether the text may change data, so that a client's later reads need a replica that replayed it
+    /// (read-your-writes): true for everything on the primary except transaction control that commits nothing
+    /// of its own (BEGIN, COMMIT, ROLLBACK, SAVEPOINT...; COMMIT PREPARED does) and SET / RESET. Hints do not
+    /// change it.
+    public var writes: Bool
 
-    public init(route: Route, transaction: TransactionControl? = nil, reason: String) {
+    public init(route: Route, transaction: TransactionControl? = nil, reason: String, writes: Bool? = nil) {
         self.route = route
         self.transaction = transaction
         self.reason = reason
+        self.writes = writes ?? (route == .primary)
     }
 }
 
@@ -174,8 +180,8 @@ public final class Classifier: @unchecked Sendable {
             Verdict(classification: Classification(route: .replica, reason: reason))
         }
 
-        static func primary(_ reason: String, transaction: TransactionControl? = nil) -> Verdict {
-            Verdict(classification: Classification(route: .primary, transaction: transaction, reason: reason))
+        static func primary(_ reason: String, transaction: TransactionControl? = nil, writes: Bool = true) -> Verdict {
+            Verdict(classification: Classification(route: .primary, transaction: transaction, reason: reason, writes: writes))
         }
     }
 
@@ -208,6 +214,7 @@ public final class Classifier: @unchecked Sendable {
             result.hintable = primaries.allSatisfy(\.hintable)
         }
         result.classification.transaction = transaction
+        result.classification.writes = verdicts.contains { $0.classification.writes }
         result.cacheable = verdicts.allSatisfy(\.cacheable)
         return result
     }
@@ -228,9 +235,9 @@ public final class Classifier: @unchecked Sendable {
             return transaction(fields)
         case "VariableSetStmt":
             if fields["name"]?.string == "TRANSACTION", Self.readOnlyOption(fields["args"]) == true {
-                return .primary("transaction control", transaction: .setTransactionReadOnly)
+                return .primary("transaction control", transaction: .setTransactionReadOnly, writes: false)
             }
-            return .primary("set")
+            return .primary("set", writes: false)
         case "InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt":
             return .primary("write statement")
         case "ExecuteStmt":
@@ -308,21 +315,24 @@ public final class Classifier: @unchecked Sendable {
             }
             if readOnly && serializable {
                 // Hot standbys refuse SERIALIZABLE.
-                return .primary("serializable transaction", transaction: .begin(readOnly: true))
+                return .primary("serializable transaction", transaction: .begin(readOnly: true), writes: false)
             }
-            var v = Verdict.primary("transaction control", transaction: .begin(readOnly: readOnly))
+            var v = Verdict.primary("transaction control", transaction: .begin(readOnly: readOnly), writes: false)
             if readOnly { v.classification.route = .replica }
             return v
         case "TRANS_STMT_COMMIT":
-            return .primary("transaction control", transaction: .commit)
+            return .primary("transaction control", transaction: .commit, writes: false)
         case "TRANS_STMT_ROLLBACK":
-            return .primary("transaction control", transaction: .rollback)
+            return .primary("transaction control", transaction: .rollback, writes: false)
         case "TRANS_STMT_PREPARE":
-            // PREPARE TRANSACTION ends the session's transaction.
-            return .primary("transaction control", transaction: .commit)
-        default:
-            // SAVEPOINT, RELEASE, ROLLBACK TO, COMMIT / ROLLBACK PREPARED.
+            // PREPARE TRANSACTION ends the session's transaction; its writes show at COMMIT PREPARED.
+            return .primary("transaction control", transaction: .commit, writes: false)
+        case "TRANS_STMT_COMMIT_PREPARED", "TRANS_STMT_ROLLBACK_PREPARED":
+            // A prepared transaction's writes become visible (or not) now.
             return .primary("transaction control")
+        default:
+            // SAVEPOINT, RELEASE, ROLLBACK TO.
+            return .primary("transaction control", writes: false)
         }
     }
 
