@@ -87,11 +87,13 @@ extension ClientConnection {
                     return fail(code: SQLState.protocolViolation, message: error.message, reason: "protocol violation")
                 }
                 server.unsynced = true
-                if classifiesWrites && proxy.classifier.classify(parse.query).writes { transactionWrote = true }
+                // Classified when read-your-writes needs it: the classifier gives the fingerprint too.
+                let classified = classifiesWrites
+                if classified && proxy.classifier.classify(parse.query).writes { transactionWrote = true }
                 if parse.name.isEmpty {
                     noteEffects(ofQuery: parse.query, server: server)
                     server.tracker.sent(.parse(statement: nil))
-                    unnamedFingerprint = proxy.classifier.fingerprints.of(parse.query)
+                    unnamedFingerprint = (classified ? proxy.classifier.lastFingerprint : nil) ?? proxy.classifier.fingerprints.of(parse.query)
                     batchFingerprint = unnamedFingerprint
                     break
                 }
@@ -491,6 +493,12 @@ extension ClientConnection {
     }
 
     /// A statement that may run on a replica: a read by the classifier, or BEGIN READ ONLY.
+    /// Whether the statements sent now are classified for `transactionWrote` (a transaction routed as a write,
+    /// read-your-writes on, nothing that may write seen yet).
+    var classifiesWrites: Bool {
+        routedWrite && !transactionWrote && proxy.config.proxy.readYourWrites == .lsn
+    }
+
     /// The Query at the front of the input (`total` bytes) classified: `transactionWrote` is set when it may
     /// write; its fingerprint and effects answer, or nil with the classifier's cache off (then the caller
     /// fingerprints it).

@@ -517,12 +517,6 @@ final class ClientConnection: StreamHandler, Hashable {
         routedWrite && transactionWrote && greeted && proxy.config.proxy.readYourWrites == .lsn && !sessionIsPinned
     }
 
-    /// Whether the statements sent now are classified for `transactionWrote` (a transaction routed as a write,
-    /// read-your-writes on, nothing that may write seen yet).
-    var classifiesWrites: Bool {
-        routedWrite && !transactionWrote && proxy.config.proxy.readYourWrites == .lsn
-    }
-
     /// The WAL position after this client's write: its reads now need a replica that replayed it.
     func walPositionKnown(_ lsn: LSN?, on server: ServerConnection) {
         if let lsn, minLSN.map({ lsn > $0 }) ?? true { minLSN = lsn }

@@ -227,11 +227,9 @@ public struct Fingerprint: Hashable, Sendable, CustomStringConvertible {
                 tokenEnd = i
                 continue
             case UInt8(ascii: "-") where next == UInt8(ascii: "-"):
-                var j = i &+ 2
-                while j < n && s[j] != 10 && s[j] != 13 { j &+= 1 }
+                i = SQLLexer.lineCommentEnd(s, from: i)
                 h.marker(.comment)
-                i = j
-                tokenEnd = j
+                tokenEnd = i
                 continue
             case UInt8(ascii: "/") where next == UInt8(ascii: "*"):
                 i = SQLLexer.skipBlockComment(s, from: i)

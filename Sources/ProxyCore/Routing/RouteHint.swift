@@ -36,8 +36,7 @@ public enum RouteHint: String, Sendable {
             let c = s[i]
             let next: UInt8 = i + 1 < n ? s[i + 1] : 0
             if c == UInt8(ascii: "-") && next == UInt8(ascii: "-") {
-                var j = i + 2
-                while j < n && s[j] != 10 && s[j] != 13 { j += 1 }
+                let j = SQLLexer.lineCommentEnd(s, from: i)
                 found = merge(found, hint(s, i + 2..<j))
                 i = j
             } else if c == UInt8(ascii: "/") && next == UInt8(ascii: "*") {

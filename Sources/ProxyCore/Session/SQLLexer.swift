@@ -206,8 +206,7 @@ public enum SQLLexer {
             let next: UInt8 = i + 1 < n ? s[i + 1] : 0
             if isSpace(c) { i += 1; continue }
             if c == UInt8(ascii: "-") && next == UInt8(ascii: "-") {
-                i += 2
-                while i < n && s[i] != 10 && s[i] != 13 { i += 1 }
+                i = lineCommentEnd(s, from: i)
                 continue
             }
             if c == UInt8(ascii: "/") && next == UInt8(ascii: "*") {
@@ -239,6 +238,13 @@ public enum SQLLexer {
             }
         }
         return nil
+    }
+
+    /// Index of the line end (CR or LF) closing the -- comment starting at `i`, or the end of input.
+    static func lineCommentEnd(_ s: UnsafeBufferPointer<UInt8>, from i: Int) -> Int {
+        var j = i + 2
+        while j < s.count && s[j] != 10 && s[j] != 13 { j += 1 }
+        return j
     }
 
     /// Index after a (nested) block comment starting at `i`, or the end of input.
