@@ -73,12 +73,33 @@ extension ServerConnection {
         if wasLoggedIn { pool.serverClosed(self) } else { pool.serverFailed(self, error: nil) }
     }
 
-    /// Janitor: a server still connecting past server_connect_timeout is given up.
+    /// Janitor: a server still connecting past server_connect_timeout is given up; the statement of a client
+    /// that left while riders waited behind it is timed here (nobody else times it).
     func checkTimeout(now: Double) {
         switch phase {
         case .connecting, .login:
             if now > deadline { broken("timeout after \(proxy.config.proxy.serverConnectTimeout)s (server_connect_timeout)") }
-        case .internalQuery, .idle, .active, .closed: break
+        case .active:
+            if departed != nil { checkDepartedStatement(now: now) }
+        case .internalQuery, .idle, .closed: break
         }
+    }
+
+    /// The departed client's statement past its statement_timeout is cancelled on the server as the client's
+    /// own would be, so the riders' statements behind it run; a cancel unanswered for cancel_wait_timeout
+    /// closes the connection (the riders get the error of a lost server).
+    private func checkDepartedStatement(now: Double) {
+        guard let gone = departed, requestSince > 0 else { return }
+        if let sent = cancelSentAt {
+            if now - sent >= proxy.config.proxy.cancelWaitTimeout {
+                broken("the statement of a client that left was not cancelled within cancel_wait_timeout")
+            }
+            return
+        }
+        let limit = gone.statementTimeout(on: self)
+        guard limit > 0, now - requestSince >= limit else { return }
+        cancelSentAt = now
+        cancelledAfter = limit
+        proxy.statementTimedOut(client: gone, server: self)
     }
 }

@@ -331,6 +331,24 @@ def test_a_rider_waits_at_most_query_wait_timeout(cluster, tx_proxy, lock_table)
         c.close()
 
 
+def test_the_statement_of_a_first_client_that_left_still_times_out(cluster, tx_proxy, lock_table):
+    """The first client leaves while its read waits on the lock and a rider waits behind it: nobody is there
+    to time its statement, yet statement_timeout still cancels it on the server, so the rider is answered
+    while the lock is still held."""
+    p, mport, head, held, rider = one_rider(tx_proxy, cluster, statement_timeout="1s", query_wait_timeout="30s")
+    head.send(terminate())
+    head.close()
+    started = time.monotonic()
+    assert answer(rider) == [["rider"]]
+    assert time.monotonic() - started < 10
+    held.release()
+    rider.send(query("SELECT 'next'"))
+    assert answer(rider) == [["next"]]
+    assert len(server_pids(cluster)) == 1, "the server connection was kept"
+    rider.close()
+    p.assert_alive()
+
+
 def test_statement_timeout_of_the_first_client_lets_the_riders_run(cluster, tx_proxy, lock_table):
     p, mport, head, held, rider = one_rider(tx_proxy, cluster, statement_timeout="1s")
     assert error_codes(head) == ["57014"]
