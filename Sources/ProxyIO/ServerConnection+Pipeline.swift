@@ -37,6 +37,8 @@ extension ServerConnection {
         riders.append(rider)
         riderQueries.append(role == .replica ? rider.stream.peek(max: total) : nil)
         boarded += 1
+        // One more statement in flight on the backend (least_outstanding counts statements, not servers).
+        proxy.backends.adjustOutstanding(backend.name, by: 1)
         _ = rider.stream.move(upTo: total, to: stream)
         requestSent(fingerprint)
         tracker.sent(.query)
@@ -50,6 +52,8 @@ extension ServerConnection {
         transactionFailed = false
         watchCommandTags = false
         guard !riders.isEmpty else { return goIdle() }
+        // The finished client's statement leaves the backend's count; the next rider's was counted at boarding.
+        proxy.backends.adjustOutstanding(backend.name, by: -1)
         let next = riders.removeFirst()
         let query = riderQueries.removeFirst()
         client = next
@@ -99,6 +103,7 @@ extension ServerConnection {
     /// other riders get the error the attached client gets.
     func failRiders(_ why: String) {
         let stranded = zip(riders, riderQueries)
+        if !riders.isEmpty { proxy.backends.adjustOutstanding(backend.name, by: -riders.count) }
         riders = []
         riderQueries = []
         cancelsOnStart = []

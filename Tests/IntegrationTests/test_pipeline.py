@@ -20,7 +20,7 @@ import pytest
 
 from conftest import free_port
 from pgwire import CANCEL_REQUEST_CODE, data_rows, error_fields, parse_messages, query, terminate
-from test_operations import set_key
+from test_operations import admin, set_key
 from test_transaction_pooling import TX_USER, raw_login, server_pids, tx_proxy, tx_user, wait_until  # noqa: F401
 
 pytestmark = pytest.mark.proxy_only
@@ -328,6 +328,35 @@ def test_a_rider_waits_at_most_query_wait_timeout(cluster, tx_proxy, lock_table)
     again.send(query("SELECT 'rider'"))
     assert answer(again) == [["rider"]]
     for c in [head, rider, again]:
+        c.close()
+
+
+def outstanding(p) -> int:
+    """SHOW BACKENDS' outstanding column for the primary (least_outstanding load balancing counts it)."""
+    with admin(p) as a:
+        cur = a.execute("SHOW BACKENDS")
+        names = [d.name for d in cur.description]
+        rows = {r[0]: r for r in cur.fetchall()}
+    return int(rows["primary"][names.index("outstanding")])
+
+
+def test_outstanding_counts_the_riders_statements(cluster, tx_proxy, lock_table):
+    """One server connection carries the first client's read and two riders' reads: the backend has three
+    statements in flight, not one; each answered statement leaves the count."""
+    p, mport = one_server_proxy(tx_proxy, "SELECT 'rider'")
+    head, held = held_read(p, cluster)
+    assert outstanding(p) == 1
+    riders = [raw_login(p) for _ in range(2)]
+    for r in riders:
+        r.send(query("SELECT 'rider'"))
+    wait_until(lambda: pipelined(mport) == 2, 5)
+    assert outstanding(p) == 3
+    held.release()
+    assert answer(head) == [["0"]]
+    for r in riders:
+        assert answer(r) == [["rider"]]
+    assert wait_until(lambda: outstanding(p) == 0, 5), outstanding(p)
+    for c in [head, *riders]:
         c.close()
 
 

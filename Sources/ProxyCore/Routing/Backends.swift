@@ -82,7 +82,8 @@ public struct BackendStatus: Equatable, Sendable {
     public var lagBytes: UInt64?
     /// Replay delay the replica reported (seconds).
     public var lagSeconds: Double?
-    /// Server connections currently lent to clients on this backend.
+    /// Clients' work in flight on this backend: server connections lent to clients, plus the riders' reads
+    /// queued behind another client's on one of them (shared pipeline).
     public var outstanding = 0
     public var lastError: String?
     /// With `role = auto`: when a probe first saw this backend out of recovery (the newest promotion wins).
@@ -355,7 +356,7 @@ public struct BackendSet: Sendable {
         }
     }
 
-    /// A server connection on `name` was lent (+1) or given back (-1). Never below zero.
+    /// A server connection on `name` was lent or a rider boarded one (+1), or that ended (-1). Never below zero.
     public mutating func adjustOutstanding(_ name: String, by delta: Int) {
         guard let i = index(name) else { return }
         statuses[i].outstanding = max(0, statuses[i].outstanding + delta)
