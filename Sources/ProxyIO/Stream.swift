@@ -43,7 +43,15 @@ let resumeBytes = 128 * 1024
 /// A stream closing after a flush keeps itself alive through `selfRetain` until the flush ends.
 final class Stream {
     private(set) var bev: OpaquePointer?
-    private(set) var input: OpaquePointer
+    private(set) var input: OpaquePointer {
+        didSet { front = nil }
+    }
+    /// The input's first extent as `contiguousFront` last found it (start and length), until the input
+    /// changes: the headers of one read's replies are then read without asking libevent each time. Kept only
+    /// for buffers of the stream's own (`directWrites`), which change only through this class (every change
+    /// clears it); OpenSSL's bufferevent fills a TLS stream's input by itself.
+    private var front: UnsafeRawPointer?
+    private var frontLength = 0
     private(set) var output: OpaquePointer
     /// Not weak: a weak reference would put every retain and release of a connection on the slow path. Safe
     /// because `close()` and `closeAfterFlush()` clear it, and every owner closes its stream before it goes.
@@ -200,6 +208,7 @@ final class Stream {
         let got: Int = withUnsafeMutableBytes(of: &vecs) { raw in
             let v = raw.baseAddress!.assumingMemoryBound(to: iovec.self)
             let want = lastReadFilled ? 16_384 : 960
+            front = nil
             let n = evbuffer_reserve_space(input, want, v, 2)
             guard n > 0 else { return -1 }
             // libevent's evbuffer_iovec is struct iovec here.
@@ -355,8 +364,13 @@ final class Stream {
     /// the replies of one read): headers are read there in place. Valid until the input changes.
     @inline(__always)
     private func contiguousFront(_ count: Int) -> UnsafeRawPointer? {
+        if let front, count <= frontLength { return front }
         var vec = iovec()
         guard evbuffer_peek(input, count, nil, &vec, 1) == 1, vec.iov_len >= count, let base = vec.iov_base else { return nil }
+        if directWrites {
+            front = UnsafeRawPointer(base)
+            frontLength = vec.iov_len
+        }
         return UnsafeRawPointer(base)
     }
 
@@ -368,6 +382,7 @@ final class Stream {
     /// The first `count` buffered bytes as one contiguous buffer, without copying them out (libevent may
     /// move them together inside its buffer once). The caller checked that `count` bytes are buffered.
     func withContiguousInput<R>(_ count: Int, _ body: (UnsafeRawBufferPointer) -> R) -> R {
+        front = nil
         let p = evbuffer_pullup(input, count)
         return body(UnsafeRawBufferPointer(start: p, count: count))
     }
@@ -392,11 +407,15 @@ final class Stream {
         buffer.withUnsafeMutableBytes { _ = evbuffer_copyout(input, $0.baseAddress, count) }
     }
 
-    func drain(_ count: Int) { if !parked { evbuffer_drain(input, count) } }
+    func drain(_ count: Int) {
+        front = nil
+        if !parked { evbuffer_drain(input, count) }
+    }
 
     /// Puts bytes back in front of the buffered input (a query being retried elsewhere).
     func prepend(_ bytes: [UInt8]) {
         if parked { unpark() }
+        front = nil
         bytes.withUnsafeBytes { _ = evbuffer_prepend(input, $0.baseAddress, $0.count) }
     }
 
@@ -410,6 +429,7 @@ final class Stream {
         case .failure(let v): throw v
         }
         guard inputLength >= header.totalLength else { return nil }
+        front = nil
         evbuffer_drain(input, 5)
         var payload = [UInt8](repeating: 0, count: header.length - 4)
         _ = payload.withUnsafeMutableBytes { evbuffer_remove(input, $0.baseAddress, $0.count) }
@@ -420,6 +440,7 @@ final class Stream {
     @inline(__always)
     func move(upTo count: Int, to other: Stream) -> Int {
         if other.parked { other.unpark() }
+        front = nil
         let moved = Int(evbuffer_remove_buffer(input, other.output, count))
         other.outputAdded()
         return moved
@@ -497,6 +518,7 @@ final class Stream {
     /// whose buffers take their place).
     fileprivate func freePlainBuffers() {
         guard directWrites else { return }
+        front = nil
         freeWriteEvent()
         evbuffer_free(input)
         evbuffer_free(output)
