@@ -87,12 +87,13 @@ extension ClientConnection {
                     return fail(code: SQLState.protocolViolation, message: error.message, reason: "protocol violation")
                 }
                 server.unsynced = true
-                // Classified when read-your-writes needs it: the classifier gives the fingerprint too.
-                let classified = classifiesWrites
-                if classified && proxy.classifier.classify(parse.query).writes { transactionWrote = true }
                 if parse.name.isEmpty {
                     noteEffects(ofQuery: parse.query, server: server)
                     server.tracker.sent(.parse(statement: nil))
+                    // Classified when read-your-writes needs it (a named statement is, at its Bind): the
+                    // classifier gives the fingerprint too.
+                    let classified = classifiesWrites
+                    if classified && proxy.classifier.classify(parse.query).writes { transactionWrote = true }
                     unnamedFingerprint = (classified ? proxy.classifier.lastFingerprint : nil) ?? proxy.classifier.fingerprints.of(parse.query)
                     batchFingerprint = unnamedFingerprint
                     break
@@ -492,7 +493,6 @@ extension ClientConnection {
         value.trimmingCharacters(in: CharacterSet(charactersIn: "'\" ")).lowercased()
     }
 
-    /// A statement that may run on a replica: a read by the classifier, or BEGIN READ ONLY.
     /// Whether the statements sent now are classified for `transactionWrote` (a transaction routed as a write,
     /// read-your-writes on, nothing that may write seen yet).
     var classifiesWrites: Bool {
@@ -509,6 +509,7 @@ extension ClientConnection {
         return (fingerprint, proxy.classifier.lastMayHaveEffects)
     }
 
+    /// A statement that may run on a replica: a read by the classifier, or BEGIN READ ONLY.
     private func classifiedAsRead(_ sql: String) -> Bool {
         Self.isRead(proxy.classifier.classify(sql))
     }

@@ -316,8 +316,7 @@ public struct BackendSet: Sendable {
         }
         guard let first else { return nil }
         if eligible == 1 { return statuses[first].name }
-        let names = eligibleReplicas(minLSN: minLSN)
-        let candidates = names.map { name in statuses.first { $0.name == name }! }
+        let candidates = statuses.indices.filter { isEligible($0, minLSN: minLSN) }.map { statuses[$0] }
         switch loadBalance {
         case .roundRobin:
             let total = candidates.reduce(0) { $0 + $1.weight }
