@@ -198,7 +198,7 @@ final class Stream {
         readEvent = nil
     }
 
-    /// One readv into the input's free space (two extents at most), then the handler hears it, as from the
+    /// One recv into the input's free space (two extents at most), then the handler hears it, as from the
     /// bufferevent. EOF and errors stop reading and go to `received(events:)` with BEV_EVENT_READING.
     fileprivate func readSocket() {
         guard !isClosed else { return }
@@ -211,8 +211,17 @@ final class Stream {
             front = nil
             let n = evbuffer_reserve_space(input, want, v, 2)
             guard n > 0 else { return -1 }
-            // libevent's evbuffer_iovec is struct iovec here.
-            let r = readv(fd, v, n)
+            // libevent's evbuffer_iovec is struct iovec here. recv/recvmsg go straight to the socket (readv
+            // takes the file layer's path first: fdget_pos, vfs_readv, the iterator of a regular read).
+            let r: Int
+            if n == 1 {
+                r = recv(fd, v[0].iov_base, v[0].iov_len, 0)
+            } else {
+                var message = msghdr()
+                message.msg_iov = v
+                message.msg_iovlen = Int(n)
+                r = recvmsg(fd, &message, 0)
+            }
             error = errno
             guard r > 0 else { return r }
             var left = r
@@ -254,7 +263,7 @@ final class Stream {
     func flush() {
         queuedForFlush = false
         guard directWrites, !writeArmed, !isClosed, !parked, evbuffer_get_length(output) > 0 else { return }
-        let written = evbuffer_write(output, fd)
+        let written = sendOutput()
         if written < 0 || evbuffer_get_length(output) > 0 {
             writeArmed = true
             if writeEvent == nil {
@@ -271,7 +280,7 @@ final class Stream {
     /// reports a drain to the low watermark or a write error, as the bufferevent's write callback did.
     fileprivate func socketWritable() {
         guard !isClosed, directWrites else { return }
-        let written = evbuffer_write(output, fd)
+        let written = sendOutput()
         let error = errno
         if written < 0 && error != EAGAIN && error != EWOULDBLOCK && error != EINTR {
             disarmWrite()
@@ -280,6 +289,38 @@ final class Stream {
         let left = evbuffer_get_length(output)
         if left == 0 { disarmWrite() }
         if written > 0 && left <= writeLowWatermark { drained() }
+    }
+
+    /// Sends the output's extents (eight per call, one send for the usual single extent) and drains what the
+    /// socket took: evbuffer_write's writev takes the file layer's longer path through the kernel. Goes on while
+    /// the socket takes everything offered and more is left. Returns the bytes sent, or -1 with errno set.
+    private func sendOutput() -> Int {
+        var total = 0
+        while true {
+            var vecs = (iovec(), iovec(), iovec(), iovec(), iovec(), iovec(), iovec(), iovec())
+            var offered = 0
+            var more = false
+            let sent: Int = withUnsafeMutableBytes(of: &vecs) { raw in
+                let v = raw.baseAddress!.assumingMemoryBound(to: iovec.self)
+                let extents = Int(evbuffer_peek(output, -1, nil, v, 8))
+                let n = min(extents, 8)
+                guard n > 0 else { return 0 }
+                more = extents > n
+                if n == 1 {
+                    offered = v[0].iov_len
+                    return send(fd, v[0].iov_base, offered, Int32(MSG_NOSIGNAL))
+                }
+                for k in 0..<n { offered += v[k].iov_len }
+                var message = msghdr()
+                message.msg_iov = v
+                message.msg_iovlen = n
+                return sendmsg(fd, &message, Int32(MSG_NOSIGNAL))
+            }
+            if sent < 0 { return total > 0 ? total : sent }
+            evbuffer_drain(output, sent)
+            total += sent
+            if !more || sent < offered { return total }
+        }
     }
 
     private func disarmWrite() {
