@@ -515,7 +515,7 @@ final class ServerConnection: StreamHandler, Hashable {
                 guard total > 65_536 || stream.inputLength >= total else { return }
                 noteError(total: total)
                 let step = tracker.received(type: type)
-                if !step.emitBefore.isEmpty { out.write(step.emitBefore) }
+                if step.emitsBefore { out.write(step.emitBefore) }
                 // Parses and evictions the server skipped or failed: their server copy is unknown.
                 for id in step.unprepared { markStale(id) }
                 for id in step.notClosed { markStale(id) }
@@ -568,7 +568,7 @@ final class ServerConnection: StreamHandler, Hashable {
                 stream.drain(total)
                 if tracking {
                     let step = tracker.received(type: type)
-                    if !step.emitBefore.isEmpty { out.write(step.emitBefore) }
+                    if step.emitsBefore { out.write(step.emitBefore) }
                 }
                 continue
             default:
@@ -580,7 +580,7 @@ final class ServerConnection: StreamHandler, Hashable {
                 if step.unexpected {
                     log.debug("unexpected server message for the response queue", metadata: ["server": "\(label)", "type": "\(ProtocolViolation.describe(type))"])
                 }
-                if !step.emitBefore.isEmpty {
+                if step.emitsBefore {
                     moveDecided(to: out)
                     out.write(step.emitBefore)
                 }

@@ -129,6 +129,12 @@ final class ResponseTrackerTests: XCTestCase {
         XCTAssertEqual(steps[1], T.Step())
         XCTAssertTrue(t.isEmpty)
         XCTAssertEqual(t.pendingSyncs, 0)
+
+        // The skipped entries' synthesized bytes went with them: the next one answers with its own.
+        t.sent(.parse(statement: 5), parseComplete)
+        t.sent(.sync)
+        XCTAssertEqual(run(&t, "Z").client, "1Z")
+        XCTAssertTrue(t.isEmpty)
     }
 
     func testErrorReportsStatementsTheServerDidNotPrepareOrClose() {

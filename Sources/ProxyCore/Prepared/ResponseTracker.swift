@@ -54,6 +54,11 @@ public struct ResponseTracker: Sendable {
             get { rare?.emitBefore ?? [] }
             set { rare = rare ?? Rare(); rare!.emitBefore = newValue }
         }
+        /// Whether `emitBefore` has bytes (without making an empty array for the usual step).
+        public var emitsBefore: Bool {
+            guard let rare else { return false }
+            return !rare.emitBefore.isEmpty
+        }
         /// Statements the server did not prepare after all: their Parse failed or was skipped after an
         /// error. Remove them from the server's cache.
         public var unprepared: [Int] {
@@ -77,18 +82,42 @@ public struct ResponseTracker: Sendable {
             }
         }
 
+        /// A step with nothing out of line: the one made for almost every server message.
+        @inline(__always)
+        init(forward: Bool) {
+            self.forward = forward
+            self.failed = nil
+            self.unexpected = false
+            self.rare = nil
+        }
+
+        /// An unexpected message with nothing out of line.
+        @inline(__always)
+        init(unexpected: Bool) {
+            self.forward = true
+            self.failed = nil
+            self.unexpected = unexpected
+            self.rare = nil
+        }
+
         public static func == (a: Step, b: Step) -> Bool {
             a.forward == b.forward && a.failed == b.failed && a.unexpected == b.unexpected
                 && a.emitBefore == b.emitBefore && a.unprepared == b.unprepared && a.notClosed == b.notClosed
         }
     }
 
+    /// What becomes of an entry's response; a `.synthesize` entry's bytes wait in `synthesizedBytes`, in the
+    /// same order, so that an entry holds no reference (moving one in and out of the ring costs no ARC).
+    private enum Handling: Sendable { case forward, swallow, synthesize }
+
     private struct Entry: Sendable {
         var request: Request
-        var disposition: Disposition
+        var handling: Handling
     }
 
     private var slots: [Entry?] = []
+    /// The bytes of the `.synthesize` entries outstanding, oldest first.
+    private var synthesizedBytes: [[UInt8]] = []
     private var head = 0
     private var count = 0
     /// sync + query + functionCall entries outstanding.
@@ -113,9 +142,17 @@ public struct ResponseTracker: Sendable {
             guard request == .sync else { return false }
             isSkippingUntilSync = false
         }
-        push(Entry(request: request, disposition: disposition))
+        let handling: Handling
+        switch disposition {
+        case .forward: handling = .forward
+        case .swallow: handling = .swallow
+        case .synthesize(let bytes):
+            handling = .synthesize
+            synthesizedBytes.append(bytes)
+            synthesizedCount += 1
+        }
+        push(Entry(request: request, handling: handling))
         if Self.endsAtReadyForQuery(request) { pendingSyncs += 1 }
-        if case .synthesize = disposition { synthesizedCount += 1 }
         return true
     }
 
@@ -124,7 +161,7 @@ public struct ResponseTracker: Sendable {
         guard let message = BackendMessageID(rawValue: type) else { return Step(unexpected: true) }
         switch message {
         case .noticeResponse, .parameterStatus, .notificationResponse:
-            return Step()
+            return Step(forward: true)
         case .errorResponse:
             return errorReceived()
         case .authentication, .backendKeyData, .bindComplete, .closeComplete, .commandComplete, .copyData,
@@ -133,20 +170,27 @@ public struct ResponseTracker: Sendable {
              .portalSuspended, .readyForQuery, .rowDescription:
             break
         }
-        let due = takeDueSynthesized()
-        guard let entry = peek() else {
-            return Step(emitBefore: due, unexpected: true)
-        }
-        let forward = entry.disposition != .swallow
+        // Synthesized responses due before this message: none unless some are outstanding (the usual step
+        // carries no array).
+        let due = synthesizedCount == 0 ? nil : takeDueSynthesized()
+        var step = matchHead(message)
+        if let due, !due.isEmpty { step.emitBefore = due }
+        return step
+    }
+
+    /// What `message` does to the request at the head.
+    private mutating func matchHead(_ message: BackendMessageID) -> Step {
+        guard let entry = peek() else { return Step(unexpected: true) }
+        let forward = entry.handling != .swallow
         switch Self.outcome(of: entry.request, on: message) {
         case .continues:
-            return Step(emitBefore: due, forward: forward)
+            return Step(forward: forward)
         case .ends:
             pop()
-            return Step(emitBefore: due, forward: forward)
+            return Step(forward: forward)
         case .mismatch:
-            if message == .readyForQuery { return resync(due: due) }
-            return Step(emitBefore: due, unexpected: true)
+            if message == .readyForQuery { resync() }
+            return Step(unexpected: true)
         }
     }
 
@@ -155,8 +199,8 @@ public struct ResponseTracker: Sendable {
     public mutating func takeDueSynthesized() -> [UInt8] {
         guard synthesizedCount > 0 else { return [] }
         var out: [UInt8] = []
-        while let entry = peek(), case .synthesize(let bytes) = entry.disposition {
-            if out.isEmpty { out = bytes } else { out.append(contentsOf: bytes) }
+        while let entry = peek(), entry.handling == .synthesize {
+            if out.isEmpty { out = synthesizedBytes[0] } else { out.append(contentsOf: synthesizedBytes[0]) }
             pop()
         }
         return out
@@ -174,6 +218,7 @@ public struct ResponseTracker: Sendable {
         count = 0
         pendingSyncs = 0
         synthesizedCount = 0
+        synthesizedBytes.removeAll()
         isSkippingUntilSync = false
     }
 
@@ -189,7 +234,7 @@ public struct ResponseTracker: Sendable {
         }
         // Extended protocol: Postgres ignores everything up to the next Sync.
         while let e = peek(), e.request != .sync {
-            switch (e.request, e.disposition) {
+            switch (e.request, e.handling) {
             case (.parse(let id?), .forward), (.parse(let id?), .swallow): step.unprepared.append(id)
             case (.evict(let id), .forward), (.evict(let id), .swallow): step.notClosed.append(id)
             case (.parse, _), (.bind, _), (.describeStatement, _), (.describePortal, _), (.execute, _), (.close, _),
@@ -204,12 +249,11 @@ public struct ResponseTracker: Sendable {
 
     /// ReadyForQuery arrived while the head did not expect it: the tracker lost step. Drop entries through
     /// the first one that ends at ReadyForQuery so the next transaction starts clean.
-    private mutating func resync(due: [UInt8]) -> Step {
+    private mutating func resync() {
         while let e = peek() {
             pop()
             if Self.endsAtReadyForQuery(e.request) { break }
         }
-        return Step(emitBefore: due, unexpected: true)
     }
 
     // MARK: - Matching
@@ -274,7 +318,10 @@ public struct ResponseTracker: Sendable {
         head = head + 1 == slots.count ? 0 : head + 1
         count -= 1
         if Self.endsAtReadyForQuery(e.request) { pendingSyncs -= 1 }
-        if case .synthesize = e.disposition { synthesizedCount -= 1 }
+        if e.handling == .synthesize {
+            synthesizedCount -= 1
+            synthesizedBytes.removeFirst()
+        }
         if count == 0 { head = 0 }
     }
 

@@ -60,13 +60,9 @@ public enum PlainTransactionStatement {
     private enum Word { case begin, start, work, transaction, commit, end }
 
     /// The keyword starting at `start` and the index after it; nil when the letters there are not one of them.
+    /// The first letter picks the one keyword it can be, and the first letter that differs ends the look (a
+    /// SELECT is given up at its second byte).
     private static func word(_ bytes: UnsafeRawBufferPointer, at start: Int, before end: Int) -> (Word, Int)? {
-        var i = start
-        while i < end, SQLLexer.isLetter(bytes[i]) { i += 1 }
-        // A keyword ends at a space, a semicolon or the end (not a digit, underscore or other byte).
-        if i < end, !(isBlank(bytes[i]) || bytes[i] == UInt8(ascii: ";")) { return nil }
-        guard i > start else { return nil }
-        // The first letter picks the one keyword it can be.
         let candidate: (StaticString, Word)
         switch bytes[start] | 0x20 {
         case UInt8(ascii: "b"): candidate = ("begin", .begin)
@@ -78,9 +74,14 @@ public enum PlainTransactionStatement {
         default: return nil
         }
         let (text, word) = candidate
-        guard text.utf8CodeUnitCount == i - start else { return nil }
+        let count = text.utf8CodeUnitCount
+        guard end - start >= count else { return nil }
+        // Only an ASCII letter ORed with 0x20 gives a lowercase letter.
         let letters = text.utf8Start
-        for k in 0..<(i - start) where bytes[start + k] | 0x20 != letters[k] { return nil }
+        for k in 1..<count where bytes[start + k] | 0x20 != letters[k] { return nil }
+        // A keyword ends at a space, a semicolon or the end (not a letter, digit, underscore or other byte).
+        let i = start + count
+        if i < end, !(isBlank(bytes[i]) || bytes[i] == UInt8(ascii: ";")) { return nil }
         return (word, i)
     }
 }
