@@ -82,19 +82,11 @@ public struct ResponseTracker: Sendable {
             }
         }
 
-        /// A step with nothing out of line: the one made for almost every server message.
+        /// A step with nothing out of line (no arrays to make or destroy): the one made for almost every
+        /// server message.
         @inline(__always)
-        init(forward: Bool) {
+        init(forward: Bool, unexpected: Bool) {
             self.forward = forward
-            self.failed = nil
-            self.unexpected = false
-            self.rare = nil
-        }
-
-        /// An unexpected message with nothing out of line.
-        @inline(__always)
-        init(unexpected: Bool) {
-            self.forward = true
             self.failed = nil
             self.unexpected = unexpected
             self.rare = nil
@@ -158,10 +150,10 @@ public struct ResponseTracker: Sendable {
 
     /// A server message of type `type` (its first byte) reached a message boundary.
     public mutating func received(type: UInt8) -> Step {
-        guard let message = BackendMessageID(rawValue: type) else { return Step(unexpected: true) }
+        guard let message = BackendMessageID(rawValue: type) else { return Step(forward: true, unexpected: true) }
         switch message {
         case .noticeResponse, .parameterStatus, .notificationResponse:
-            return Step(forward: true)
+            return Step(forward: true, unexpected: false)
         case .errorResponse:
             return errorReceived()
         case .authentication, .backendKeyData, .bindComplete, .closeComplete, .commandComplete, .copyData,
@@ -180,17 +172,17 @@ public struct ResponseTracker: Sendable {
 
     /// What `message` does to the request at the head.
     private mutating func matchHead(_ message: BackendMessageID) -> Step {
-        guard let entry = peek() else { return Step(unexpected: true) }
+        guard let entry = peek() else { return Step(forward: true, unexpected: true) }
         let forward = entry.handling != .swallow
         switch Self.outcome(of: entry.request, on: message) {
         case .continues:
-            return Step(forward: forward)
+            return Step(forward: forward, unexpected: false)
         case .ends:
             pop()
-            return Step(forward: forward)
+            return Step(forward: forward, unexpected: false)
         case .mismatch:
             if message == .readyForQuery { resync() }
-            return Step(unexpected: true)
+            return Step(forward: true, unexpected: true)
         }
     }
 
