@@ -157,7 +157,10 @@ final class Pool {
     /// server with nothing buffered), or closes so that worker can open one.
     private func handOverIdle() {
         stopWantingIfServed()
-        guard let server = machine.idle.first, proxy.workers.othersWaitForSlot(key, besides: proxy.index),
+        // Whether another worker waits first (one atomic load when none does), then which server: taking the
+        // idle list's first server costs a retain and a release per transaction.
+        guard !machine.idle.isEmpty, proxy.workers.othersWaitForSlot(key, besides: proxy.index),
+              let server = machine.idle.first,
               let target = proxy.workers.takeSlotWaiter(key, besides: proxy.index) else { return }
         let key = key
         guard server.canHandOff, let handoff = server.handOff() else {

@@ -373,7 +373,7 @@ final class ServerConnection: StreamHandler, Hashable {
         departed = nil
         if pool.boarding === self { pool.boarding = nil }
         batchFailed = false
-        parsedSinceReady.removeAll()
+        if !parsedSinceReady.isEmpty { parsedSinceReady.removeAll() }
         phase = .idle
         client = nil
         tracking = false

@@ -168,8 +168,9 @@ public struct PoolStateMachine<Client: Hashable, Server: Hashable> {
     private mutating func removeActive(_ server: Server) -> Bool {
         // Searched from the end: a server released soon after it was attached is near the end.
         guard let i = active.lastIndex(of: server) else { return false }
-        active.swapAt(i, active.count - 1)
-        active.removeLast()
+        // The last one moved into the hole (no retain/release pair, as swapAt's copies cost).
+        let last = active.removeLast()
+        if i < active.count { active[i] = last }
         return true
     }
 

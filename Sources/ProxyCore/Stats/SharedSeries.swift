@@ -30,15 +30,21 @@ final class SeriesCells: @unchecked Sendable {
         base.deallocate()
     }
 
+    /// `boundsMicros`, held by each instance: the statics are read on every statement otherwise, each read a
+    /// swift_once check.
+    private let bounds = SeriesCells.boundsMicros
+
     func record(micros: UInt64, failed: Bool) {
         var bucket = 0
-        Self.boundsMicros.withUnsafeBufferPointer { bounds in
+        bounds.withUnsafeBufferPointer { bounds in
             while bucket < bounds.count, micros > bounds[bucket] { bucket += 1 }
         }
+        // The slots after the buckets, as `countSlot`, `microsSlot` and `failedSlot` lay them out.
+        let countSlot = bounds.count + 1
         add(bucket, 1)
-        add(Self.countSlot, 1)
-        add(Self.microsSlot, micros)
-        if failed { add(Self.failedSlot, 1) }
+        add(countSlot, 1)
+        add(countSlot + 1, micros)
+        if failed { add(countSlot + 2, 1) }
     }
 
     subscript(slot: Int) -> UInt64 { base[slot].load(ordering: .relaxed) }
