@@ -326,7 +326,8 @@ final class ClientConnection: StreamHandler, Hashable {
             // Read-your-writes matters only when there are replicas to read from.
             routedWrite = request == .write && !proxy.config.replicas.isEmpty
             transactionWrote = false
-            self.pool = pool
+            // The same pool as last time, usually: no retain of it and release of itself.
+            if self.pool !== pool { self.pool = pool }
             // A lone autocommit read may go behind another client's on a busy server (the shared pipeline).
             if greeted && poolMode == .transaction && !retrying && pool.boarding != nil && rideIfPossible(pool) { return }
             phase = .waitingForServer

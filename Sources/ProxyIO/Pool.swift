@@ -194,7 +194,8 @@ final class Pool {
 
     private func run(_ actions: PoolStateMachine<ClientConnection, ServerConnection>.Actions) {
         for action in actions {
-            switch action {
+            // Consumed: the client and server it holds move into the bindings, without a copy of each.
+            switch consume action {
             case .attach(let client, let server):
                 client.attach(server)
             case .connect:

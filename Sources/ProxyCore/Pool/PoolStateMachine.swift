@@ -46,15 +46,14 @@ public struct PoolStateMachine<Client: Hashable, Server: Hashable> {
             fileprivate var tail: IndexingIterator<[Action]>
 
             public mutating func next() -> Action? {
-                if let action = head {
-                    head = nil
-                    return action
-                }
+                // Moved out, not copied: an action holds a client and a server (a retain and release each).
+                if let action = head.take() { return action }
                 return tail.next()
             }
         }
 
-        public func makeIterator() -> Iterator { Iterator(head: head, tail: tail.makeIterator()) }
+        /// Consuming, as Sequence declares it: a `for` loop over actions it owns moves them into the iterator.
+        public consuming func makeIterator() -> Iterator { Iterator(head: head.take(), tail: tail.makeIterator()) }
     }
 
     public var maxSize: Int
