@@ -31,6 +31,10 @@
 #   LATENCY_PLOT=file.png             plot the latency distribution of each target (last round) and print
 #                                     percentiles and the p99 each proxy adds over direct (bench/latency_plot.py)
 #   BENCH_OUT=file.md                 also write the Markdown summary there
+#   PGBOUNCER_BIN=path                PgBouncer binary (default: Debian's `pgbouncer`, 1.18, which cannot keep
+#                                     prepared statements in transaction mode; bench/pgbouncer-source.sh builds
+#                                     1.24.1 from Debian's source package). From 1.21 on the bench sets
+#                                     max_prepared_statements = PGB_MAX_PREPARED (200, 1.24's default).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -42,6 +46,7 @@ CLIENTS="${CLIENTS:-16}"
 THREADS="${THREADS:-2}"
 SCALE="${SCALE:-10}"
 PROTOCOL="${PROTOCOL:-simple}"
+PGBOUNCER_BIN="${PGBOUNCER_BIN:-pgbouncer}"
 POOL_MODE="${POOL_MODE:-session}"   # session | transaction, the same for PgBouncer and Switchyard
 POOL_SIZE="${POOL_SIZE:-$((CLIENTS + 4))}"
 TARGETS="${TARGETS:-direct pgbouncer switchyard}"
@@ -262,8 +267,13 @@ EOF
 # ---- 3. PgBouncer (runs as postgres: it refuses root); it cannot split, so it uses the primary ----
 PGB_PORT=""
 if has_target pgbouncer; then
-    command -v pgbouncer >/dev/null || die "pgbouncer is not installed (scripts/deps.sh)"
+    command -v "$PGBOUNCER_BIN" >/dev/null || die "pgbouncer ($PGBOUNCER_BIN) is not installed (scripts/deps.sh)"
     PGB_PORT="$(free_port)"
+    PGB_VERSION="$("$PGBOUNCER_BIN" --version | head -1 | awk '{print $2}')"
+    PGB_EXTRA=""
+    if [[ "$(printf '%s\n1.21.0\n' "$PGB_VERSION" | sort -V | head -1)" == 1.21.0 ]]; then
+        PGB_EXTRA="max_prepared_statements = ${PGB_MAX_PREPARED:-200}"
+    fi
     cat >"$WORK/pgbouncer.ini" <<EOF
 [databases]
 sydb = host=127.0.0.1 port=$PRIMARY_PORT dbname=sydb
@@ -280,12 +290,13 @@ max_client_conn = 1000
 server_reset_query = DISCARD ALL
 log_connections = 0
 log_disconnections = 0
+$PGB_EXTRA
 EOF
     [[ "$(id -u)" == 0 ]] && chown postgres: "$WORK/pgbouncer.ini"
-    "${AS_PG[@]}" pgbouncer "$WORK/pgbouncer.ini" >"$WORK/pgbouncer.log" 2>&1 </dev/null &
+    "${AS_PG[@]}" "$PGBOUNCER_BIN" "$WORK/pgbouncer.ini" >"$WORK/pgbouncer.log" 2>&1 </dev/null &
     PGB_PID=$!
     wait_port "$PGB_PORT" "$PGB_PID" pgbouncer "$WORK/pgbouncer.log"
-    log "pgbouncer $(pgbouncer --version | head -1 | awk '{print $2}') on $PGB_PORT (pid $PGB_PID)"
+    log "pgbouncer $PGB_VERSION on $PGB_PORT (pid $PGB_PID)${PGB_EXTRA:+, $PGB_EXTRA}"
 fi
 
 # ---- 4. Pgpool-II: streaming-replication mode, reads load-balanced over the replicas ----
@@ -575,7 +586,7 @@ fi
 # ---- 10. summary ----
 SUMMARY="$WORK/summary.md"
 VERSIONS="pgbench $("$PGBENCH" --version | awk '{print $3}')"
-has_target pgbouncer && VERSIONS+=", PgBouncer $(pgbouncer --version | head -1 | awk '{print $2}')"
+has_target pgbouncer && VERSIONS+=", PgBouncer $PGB_VERSION"
 has_target pgpool && VERSIONS+=", Pgpool-II $("$PGPOOL_BIN" --version 2>&1 | awk '{print $3}')"
 has_target switchyard && VERSIONS+=", Switchyard $("$SY_BIN" --version 2>&1 | head -1)"
 VERSIONS+="; $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end, $(date -u +%Y-%m-%d)"
