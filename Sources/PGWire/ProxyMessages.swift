@@ -12,6 +12,7 @@ public enum SQLState {
     public static let featureNotSupported = "0A000"
     public static let adminShutdown = "57P01"
     public static let queryCanceled = "57014"
+    public static let readOnlySQLTransaction = "25006"
     public static let idleInTransactionTimeout = "25P03"
     public static let idleSessionTimeout = "57P05"
     public static let invalidParameterValue = "22023"

@@ -1,5 +1,7 @@
 // Sends one CancelRequest, with a server's real key, on a fresh connection to that server (over TLS when
-// server_tls_sslmode asks for it), then closes.
+// server_tls_sslmode asks for it), and waits for the server to close it: Postgres closes the connection once
+// it has signalled the backend. Until then the cancelled server connection is not handed to another client
+// (ServerConnection.cancelsOutstanding): a cancel still on its way would hit that client's statement.
 import CLibevent
 import Foundation
 import PGWire
@@ -11,9 +13,15 @@ final class CancelForwarder: StreamHandler, Hashable {
     let address: String
     /// server_connect_timeout from now: a server that never answers (connect, SSLRequest, handshake) is given up.
     let deadline: Double
+    /// The server connection whose statement is being cancelled (gone if it closed meanwhile).
+    weak var target: ServerConnection?
+    /// The request was written; what follows is the server closing the connection.
+    private var sent = false
+    private var finished = false
 
-    init?(proxy: Proxy, address: SocketAddress, tls: ServerTLSSetup?, processID: Int32, secretKey: Int32) {
+    init?(proxy: Proxy, target: ServerConnection, address: SocketAddress, tls: ServerTLSSetup?, processID: Int32, secretKey: Int32) {
         self.proxy = proxy
+        self.target = target
         self.packet = ProxyMessages.cancelRequest(processID: processID, secretKey: secretKey)
         self.address = address.description
         self.deadline = monotonicNow() + proxy.config.proxy.serverConnectTimeout
@@ -31,26 +39,37 @@ final class CancelForwarder: StreamHandler, Hashable {
     static func == (a: CancelForwarder, b: CancelForwarder) -> Bool { a === b }
     func hash(into h: inout Hasher) { h.combine(ObjectIdentifier(self)) }
 
-    func streamReadable(_ stream: Stream) {}
+    func streamReadable(_ stream: Stream) { stream.drain(stream.inputLength) }
     func streamWritable(_ stream: Stream) {}
 
     func streamEvent(_ stream: Stream, events: Int16) {
         if events & Int16(BEV_EVENT_CONNECTED) != 0 {
-            // The server closes the connection after reading the request; flush and close on our side too.
-            proxy.logger.debug("cancel request sent", metadata: ["server": "\(address)", "tls": "\(stream.tlsDescription ?? "off")"])
-            stream.closeAfterFlush(packet)
+            sent = true
+            stream.write(packet)
+            return
+        }
+        if sent {
+            // Postgres reads the request, signals the backend, and closes: the cancel has landed.
+            proxy.logger.debug("cancel request delivered", metadata: ["server": "\(address)", "tls": "\(stream.tlsDescription ?? "off")"])
         } else {
             proxy.logger.warning("cancel request not delivered", metadata: [
                 "reason": "\(stream.failure ?? (events & Int16(BEV_EVENT_EOF) != 0 ? "server closed the connection" : String(cString: strerror(errno))))"])
-            stream.close()
         }
-        proxy.cancelDone(self)
+        finish()
     }
 
     /// Janitor: past the deadline.
     func giveUp() {
-        proxy.logger.warning("cancel request not delivered", metadata: ["reason": "no answer within server_connect_timeout"])
+        proxy.logger.warning(sent ? "cancel request unconfirmed" : "cancel request not delivered",
+                             metadata: ["reason": "no answer within server_connect_timeout"])
+        finish()
+    }
+
+    private func finish() {
+        guard !finished else { return }
+        finished = true
         stream.close()
+        target?.cancelFinished()
         proxy.cancelDone(self)
     }
 }

@@ -368,6 +368,19 @@ final class ClientConnection: StreamHandler, Hashable {
         requestServer()
     }
 
+    /// This rider's statement was cancelled by a request meant for a statement ahead of it on `server`: the
+    /// error was hidden, and the query goes back in front of the input and is routed again.
+    func retryAfterStrayCancel(_ query: [UInt8], from server: ServerConnection) {
+        log.info("statement hit by a cancel meant for another client's: running it again", metadata: ["client": "\(label)", "server": "\(server.label)"])
+        guard case .active(let current) = phase, current === server else { return }
+        server.retryable.clear()
+        phase = .idle
+        server.clientDone()
+        remaining = 0
+        stream.prepend(query)
+        requestServer()
+    }
+
     /// The backend this client waited for could not be reached. A logged-in transaction-mode client routes
     /// its batch again (another replica, or the primary) or gets the error for that batch only; a client
     /// still logging in gets the error and is closed.

@@ -28,9 +28,11 @@ extension Proxy {
 
     /// A CancelRequest with the server's real key, on a connection of its own.
     func sendCancel(to server: ServerConnection) {
-        if let f = CancelForwarder(proxy: self, address: server.address, tls: serverTLS(for: server.backend),
+        if let f = CancelForwarder(proxy: self, target: server, address: server.address, tls: serverTLS(for: server.backend),
                                    processID: server.processID, secretKey: server.secretKey) {
             cancelForwarders.insert(f)
+            server.cancelsSent += 1
+            server.cancelsOutstanding += 1
         }
     }
 

@@ -40,7 +40,7 @@ extension ServerConnection {
             let c = client
             close(reason: why)
             c?.serverLostBeforeUse()
-        case .active where retryable.isSet && client != nil:
+        case .active where retryable.isSet && client != nil && proxy.role(of: backend) == .replica:
             log.warning("replica connection lost before any reply: retrying on the primary", metadata: ["server": "\(label)", "reason": "\(why)"])
             let c = client!
             let query = retryable.bytes!

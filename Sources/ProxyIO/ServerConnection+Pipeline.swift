@@ -8,12 +8,12 @@
 //
 // Only statements known to be quick take part (QuickStatements, server_pipeline_max_latency): nobody waits
 // behind a long query. A rider's statement runs when the ones before it are done; its statement timeout
-// starts then. A cancel request for a rider whose statement has not started yet is sent when it starts,
-// unless other riders follow it (a late cancel could then reach their statement): it is dropped, and
-// logged. While a cancel is on its way nobody boards. A rider waits at most query_wait_timeout for its
-// statement to start (then it gets the error and its reply is dropped). On a replica each rider keeps a
-// copy of its Query: a 25006 or a lost connection before its reply sends it to the primary, as for any
-// lone read.
+// starts then. A cancel request for a rider whose statement has not started yet is sent when it starts.
+// While a cancel is on its way nobody boards. A rider waits at most query_wait_timeout for its statement to
+// start (then it gets the error and its reply is dropped). Each rider keeps a copy of its Query: on a
+// replica a 25006 or a lost connection before its reply sends it to the primary, as for any lone read; and
+// a cancel sent after it boarded, for a statement ahead of it that ended before the cancel landed, cancels
+// its statement instead: that error is hidden and the query runs again.
 import PGWire
 import ProxyCore
 
@@ -35,7 +35,7 @@ extension ServerConnection {
     func board(_ rider: ClientConnection, total: Int, fingerprint: Fingerprint) {
         let role = proxy.role(of: backend)
         riders.append(rider)
-        riderQueries.append(role == .replica ? rider.stream.peek(max: total) : nil)
+        riderTickets.append((rider.stream.peek(max: total), cancelsSent))
         boarded += 1
         // One more statement in flight on the backend (least_outstanding counts statements, not servers).
         proxy.backends.adjustOutstanding(backend.name, by: 1)
@@ -51,11 +51,12 @@ extension ServerConnection {
         departed = nil
         transactionFailed = false
         watchCommandTags = false
+        riderCancelMark = .max
         guard !riders.isEmpty else { return goIdle() }
         // The finished client's statement leaves the backend's count; the next rider's was counted at boarding.
         proxy.backends.adjustOutstanding(backend.name, by: -1)
         let next = riders.removeFirst()
-        let query = riderQueries.removeFirst()
+        let ticket = riderTickets.removeFirst()
         client = next
         // A paused read was the previous client's backpressure; this one's output is empty.
         if stream.readingPaused { stream.resumeReading() }
@@ -68,16 +69,13 @@ extension ServerConnection {
         next.phase = .active(self)
         waitMicros = Int(max(0, proxy.loop.now - next.waitingSince) * 1e6)
         startedRiderStatement()
-        retryable.set(query)
+        retryable.set(ticket.query)
+        riderCancelMark = ticket.cancelMark
         if cancelAsked {
-            if riders.isEmpty {
-                proxy.logger.info("forwarding cancel", metadata: ["client": "\(next.label)", "server": "\(label)"])
-                cancelInFlight = true
-                proxy.sendCancel(to: self)
-            } else {
-                proxy.logger.info("cancel request dropped: other clients' statements follow on the server",
-                                  metadata: ["client": "\(next.label)", "server": "\(label)"])
-            }
+            // Riders behind it are safe from it if it lands late (their statements run again).
+            proxy.logger.info("forwarding cancel", metadata: ["client": "\(next.label)", "server": "\(label)"])
+            cancelInFlight = true
+            proxy.sendCancel(to: self)
         }
         // Anything it sent meanwhile goes out when nobody rides behind it.
         if riders.isEmpty && next.stream.inputLength > 0 { next.relayToServer() }
@@ -102,18 +100,19 @@ extension ServerConnection {
     /// The connection is closing: riders on a replica go to the primary (none of their reply was relayed),
     /// other riders get the error the attached client gets.
     func failRiders(_ why: String) {
-        let stranded = zip(riders, riderQueries)
+        let stranded = zip(riders, riderTickets)
+        let onReplica = proxy.role(of: backend) == .replica
         if !riders.isEmpty { proxy.backends.adjustOutstanding(backend.name, by: -riders.count) }
         riders = []
-        riderQueries = []
+        riderTickets = []
         cancelsOnStart = []
         departed = nil
         boardable = false
-        for (rider, query) in stranded {
+        for (rider, ticket) in stranded {
             guard case .riding(let on) = rider.phase, on === self else { continue }
-            if let query {
+            if onReplica {
                 rider.phase = .idle
-                rider.retryOnPrimary(query, from: nil, misroutedOn: backend.name)
+                rider.retryOnPrimary(ticket.query, from: nil, misroutedOn: backend.name)
                 continue
             }
             rider.fail(code: SQLState.connectionFailure,

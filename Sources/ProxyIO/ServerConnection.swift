@@ -87,10 +87,20 @@ final class ServerConnection: StreamHandler, Hashable {
     var boardable = false
     /// The attached client left while riders waited behind it (its replies are dropped); kept alive until done.
     var departed: ClientConnection?
-    /// Copies of the riders' Queries on a replica (nil on the primary), for the retry on the primary.
-    var riderQueries: [[UInt8]?] = []
+    /// Each rider's copy of its Query (retried on the primary after a 25006 on a replica, or again after a
+    /// cancel meant for an earlier statement), and cancelsSent when it boarded.
+    var riderTickets: [(query: [UInt8], cancelMark: Int)] = []
     /// A cancel request went to this server and its ReadyForQuery has not come yet: nobody boards.
     var cancelInFlight = false
+    /// Cancel requests sent for this connection (client's or statement_timeout's), ever.
+    var cancelsSent = 0
+    /// Cancel requests for this connection that Postgres has not yet confirmed (CancelForwarder): while any is
+    /// on its way the connection is not handed to another client, whose statement it could hit.
+    var cancelsOutstanding = 0
+    /// Went idle while a cancel was on its way: back to the pool when the last one lands.
+    private var releaseAfterCancel = false
+    /// cancelsSent when the attached rider boarded: a later cancel was meant for a statement before its own.
+    var riderCancelMark = Int.max
     /// Riders sent here since the server was lent (at most server_pipeline_depth - 1).
     var boarded = 0
     /// Riders that asked to cancel before their statement started.
@@ -379,6 +389,22 @@ final class ServerConnection: StreamHandler, Hashable {
         tracking = false
         tracker.reset()
         idleSince = proxy.loop.now
+        riderCancelMark = .max
+        if cancelsOutstanding > 0 {
+            // A cancel meant for the last client's statement has not landed: the next client's would take it.
+            log.debug("server held until its cancel request lands", metadata: ["server": "\(label)"])
+            releaseAfterCancel = true
+            return
+        }
+        pool.serverReleased(self)
+    }
+
+    /// A cancel request for this connection landed (or was given up).
+    func cancelFinished() {
+        cancelsOutstanding -= 1
+        guard cancelsOutstanding == 0, releaseAfterCancel else { return }
+        releaseAfterCancel = false
+        guard case .idle = phase, !stream.isClosed else { return }
         pool.serverReleased(self)
     }
 
@@ -464,25 +490,37 @@ final class ServerConnection: StreamHandler, Hashable {
             case BackendMessageID.readyForQuery.rawValue where retryAfterReady != nil:
                 guard stream.inputLength >= 6 else { return }
                 stream.drain(6)
-                let query = retryAfterReady!
+                let retry = retryAfterReady!
                 retryAfterReady = nil
                 _ = tracker.received(type: type)
                 transactionStatus = .idle
                 requestError = nil
                 requestAnswered()
-                if discard { clientDone() } else { client.retryOnPrimary(query, from: self, misroutedOn: backend.name) }
+                if discard {
+                    clientDone()
+                } else if retry.onPrimary {
+                    client.retryOnPrimary(retry.query, from: self, misroutedOn: backend.name)
+                } else {
+                    client.retryAfterStrayCancel(retry.query, from: self)
+                }
                 return relayToNextRider(after: client)
             case BackendMessageID.errorResponse.rawValue where retryable.isSet && total <= 65_536:
                 guard stream.inputLength >= total else { return }
                 let fields = ErrorFields(payload: Array(stream.peek(max: total).dropFirst(5)))
-                guard fields.sqlState == "25006" else {
+                let misrouted = fields.sqlState == SQLState.readOnlySQLTransaction && proxy.role(of: backend) == .replica
+                // A rider's statement cancelled by a request sent after it boarded, neither its own nor its
+                // statement_timeout's: meant for a statement before it that ended before the cancel landed.
+                let strayCancel = fields.sqlState == SQLState.queryCanceled && cancelSentAt == nil && !cancelInFlight
+                    && cancelsSent > riderCancelMark
+                guard misrouted || strayCancel else {
                     retryable.clear()
                     flushHeldRowDescription(to: out)
                     break
                 }
-                // A write reached a replica (the classifier was wrong): hide the error, retry on the primary.
+                // A write reached a replica (the classifier was wrong), or a cancel reached the wrong statement:
+                // hide the error; after the ReadyForQuery the query runs again (on the primary if misrouted).
                 heldRowDescription.clear()
-                retryAfterReady = retryable.bytes
+                retryAfterReady = (retryable.bytes!, misrouted)
                 retryable.clear()
                 stream.drain(total)
                 _ = tracker.received(type: type)
@@ -656,8 +694,9 @@ final class ServerConnection: StreamHandler, Hashable {
     /// The one simple Query in flight on a replica, kept until any reply reaches the client: a 25006 error
     /// or a lost connection before that sends it to the primary instead.
     var retryable = KeptBytes()
-    /// Drop the ReadyForQuery that follows a swallowed 25006, then retry on the primary.
-    private var retryAfterReady: [UInt8]?
+    /// Drop the ReadyForQuery that follows a swallowed error, then run the query again (on the primary after a
+    /// 25006).
+    private var retryAfterReady: (query: [UInt8], onPrimary: Bool)?
     /// An error arrived since the last ReadyForQuery.
     private var batchFailed = false
     private var releaseAfterMessage = false

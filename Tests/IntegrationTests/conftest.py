@@ -18,11 +18,13 @@ Environment:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -37,6 +39,8 @@ import psycopg
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+from pgwire import CANCEL_REQUEST_CODE  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DIRECT = os.environ.get("SWITCHYARD_TEST_DIRECT") == "1"
@@ -260,6 +264,71 @@ def in_thread(fn):
     t = threading.Thread(target=run, daemon=True)
     t.start()
     return t, box
+
+
+class DelayingRelay:
+    """A TCP relay to 127.0.0.1:`target`. Connections pass through as they are, except that while `delay` is
+    set a new one waits that long before it is connected on: a slow network for the cancel requests the proxy
+    opens after its server connections are up. close() stops accepting (relayed connections run on)."""
+
+    def __init__(self, target: int):
+        self.target = target
+        self.delay = 0.0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._relay, args=(conn, self.delay), daemon=True).start()
+
+    def _relay(self, conn: socket.socket, delay: float) -> None:
+        if delay:
+            time.sleep(delay)
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self.target), timeout=5)
+        except OSError:
+            conn.close()
+            return
+        upstream.settimeout(None)
+        back = threading.Thread(target=self._pump, args=(upstream, conn), daemon=True)
+        back.start()
+        self._pump(conn, upstream)
+        back.join()
+        conn.close()
+        upstream.close()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        """Copies until EOF, then passes the EOF on."""
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.fixture
+def delaying_relay(cluster):
+    """A DelayingRelay to the primary."""
+    relay = DelayingRelay(cluster.primary_port)
+    yield relay
+    relay.close()
+
+
+def send_cancel(p, backend_key: tuple[int, int]) -> None:
+    """A CancelRequest with `backend_key` (what the client got in BackendKeyData), to proxy `p`."""
+    with socket.create_connection((p.host, p.port), timeout=5) as s:
+        s.sendall(struct.pack("!iiii", 16, CANCEL_REQUEST_CODE, *backend_key))
 
 
 def run_and_cancel(conn: psycopg.Connection, sql: str = "SELECT pg_sleep(30)", delay: float = 0.5) -> tuple[str, float]:

@@ -18,7 +18,7 @@ import urllib.request
 
 import pytest
 
-from conftest import free_port
+from conftest import delaying_relay, free_port, send_cancel  # noqa: F401
 from pgwire import CANCEL_REQUEST_CODE, data_rows, error_fields, parse_messages, query, terminate
 from test_operations import admin, set_key
 from test_transaction_pooling import TX_USER, raw_login, server_pids, tx_proxy, tx_user, wait_until  # noqa: F401
@@ -42,12 +42,12 @@ def lock_table(cluster, tx_user):
 
 
 class Held:
-    """A superuser transaction holding ACCESS EXCLUSIVE on LOCKED until release()."""
+    """A superuser transaction holding ACCESS EXCLUSIVE on `table` (LOCKED) until release()."""
 
-    def __init__(self, cluster):
+    def __init__(self, cluster, table: str = LOCKED):
         self.conn = cluster.superuser()
         self.conn.execute("BEGIN")
-        self.conn.execute(f"LOCK TABLE {LOCKED} IN ACCESS EXCLUSIVE MODE")
+        self.conn.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
 
     def release(self):
         self.conn.execute("COMMIT")
@@ -315,6 +315,35 @@ def test_cancel_of_a_waiting_rider_cancels_its_own_statement(cluster, tx_proxy, 
     assert error_codes(rider) == ["57014"]
     head.close()
     rider.close()
+
+
+def test_a_late_cancel_for_the_first_client_does_not_fail_a_riders_statement(cluster, tx_proxy, lock_table, delaying_relay):
+    """The first client cancels its read while a rider waits behind it, and the cancel reaches Postgres only
+    after that read ended (the relay holds the cancel's connection 1.5 s): by then the rider's statement runs
+    (it waits on a second lock), and Postgres cancels it. That error was never the rider's: the proxy hides
+    it and runs the rider's read again, and the rider gets its rows."""
+    second = LOCKED + "_2"
+    with cluster.superuser() as c:
+        c.execute(f"CREATE TABLE IF NOT EXISTS {second} (v int)")
+        c.execute(f"GRANT SELECT ON {second} TO {TX_USER}")
+    rider_read = f"SELECT count(*) FROM {second}"
+    p, mport = one_server_proxy(tx_proxy, rider_read, primary_port=delaying_relay.port)
+    held_second = Held(cluster, second)
+    head, held = held_read(p, cluster)
+    rider = raw_login(p)
+    rider.send(query(rider_read))
+    wait_until(lambda: pipelined(mport) == 1, 5)
+    delaying_relay.delay = 1.5
+    send_cancel(p, head.backend_key)
+    time.sleep(0.2)
+    held.release()
+    assert answer(head) == [["0"]]
+    time.sleep(2.0)
+    held_second.release()
+    assert answer(rider) == [["0"]]
+    assert "running it again" in p.wait_for_log("running it again")
+    for c in [head, rider]:
+        c.close()
 
 
 def test_a_rider_waits_at_most_query_wait_timeout(cluster, tx_proxy, lock_table):

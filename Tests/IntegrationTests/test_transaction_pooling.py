@@ -19,8 +19,8 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from conftest import DIRECT, PASSWORDS, pg_env, raise_fd_limit, process_fd_limit
-from pgwire import RawConn, data_rows, error_fields, message
+from conftest import DIRECT, PASSWORDS, delaying_relay, pg_env, raise_fd_limit, process_fd_limit, send_cancel  # noqa: F401
+from pgwire import RawConn, data_rows, error_fields, message, query
 
 TX_USER = "sy_txn"
 TX_PASS = "txn-pass"
@@ -1005,4 +1005,27 @@ def test_client_logged_in_from_the_greeting_cache_parks_at_once_and_keeps_its_se
     assert c.execute("SHOW lock_timeout").fetchone()[0] == "0"
     c.close()
     first.close()
+    p.assert_alive()
+
+
+def test_a_late_cancel_never_reaches_the_next_clients_statement(cluster, tx_proxy, delaying_relay):
+    """Client A cancels its statement, but the cancel reaches Postgres only after that statement ended (the
+    relay holds the cancel's connection 1.5 s), while B waits for the pool's one server connection. The
+    server goes to B only once Postgres has taken the cancel, so B's statement is not the one cancelled
+    (PgBouncer fixed this race in its pull request #717; PgDog has it open as issue #1505)."""
+    p = tx_proxy(size=1, primary_port=delaying_relay.port, workers=1)
+    a, b = raw_login(p), raw_login(p)
+    a.send(query("SELECT 'warm'"))
+    assert data_rows(a.read_until_ready()) == [["warm"]]
+    delaying_relay.delay = 1.5
+    a.send(query("SELECT pg_sleep(0.6), 'a'"))
+    time.sleep(0.2)
+    send_cancel(p, a.backend_key)
+    b.send(query("SELECT pg_sleep(1.5), 'b'"))
+    for conn, name in [(a, "a"), (b, "b")]:
+        msgs = conn.read_until_ready()
+        assert [error_fields(pl).get("C") for k, pl in msgs if k == b"E"] == [], (name, msgs)
+        assert [row[1] for row in data_rows(msgs)] == [name]
+    a.close()
+    b.close()
     p.assert_alive()
