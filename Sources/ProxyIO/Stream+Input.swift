@@ -11,6 +11,8 @@ extension Stream {
     /// Type byte and length field of the message starting `offset` bytes into the buffered input.
     @inline(__always)
     func peekHeader(at offset: Int) -> (type: UInt8, length: Int32)? {
+        // The first extent seen at the last peek holds it (a parked stream keeps no front).
+        if let front, offset + 5 <= frontLength { return Self.header(at: front + offset) }
         guard !parked, evbuffer_get_length(input) >= offset + 5 else { return nil }
         return withSmallInput(at: offset, 5) { Self.header(at: $0.baseAddress!) }
     }

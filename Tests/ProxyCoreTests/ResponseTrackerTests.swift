@@ -354,4 +354,29 @@ final class ResponseTrackerTests: XCTestCase {
         }
         XCTAssertEqual(client, expected)
     }
+
+    // A simple Query's rows, description and tag take a shortcut past the head entry: it must hand over to
+    // whatever follows the Query, and never forward a reply to a Query the proxy swallows.
+    func testQueryShortcutFollowsTheHead() {
+        var t = T()
+        t.sent(.query, .swallow)
+        t.sent(.query)
+        t.sent(.parse(statement: 7), parseComplete)
+        t.sent(.bind(statement: 7))
+        t.sent(.sync)
+        XCTAssertEqual(run(&t, "TDCZ").client, "", "the swallowed Query's replies are dropped")
+        XCTAssertEqual(run(&t, "TDDCZ").client, "TDDCZ")
+        // The Parse answered locally is due before the BindComplete; a DataRow now does not fit the Bind.
+        let (client, steps) = run(&t, "2Z")
+        XCTAssertEqual(client, "12Z")
+        XCTAssertFalse(steps.contains { $0.unexpected })
+        XCTAssertTrue(t.isEmpty)
+        t.sent(.bind(statement: nil))
+        t.sent(.sync)
+        XCTAssertTrue(run(&t, "D").steps[0].unexpected, "a row is not a Bind's reply")
+        t.reset()
+        t.sent(.query)
+        XCTAssertEqual(run(&t, "CZ").client, "CZ")
+        XCTAssertTrue(t.isEmpty)
+    }
 }

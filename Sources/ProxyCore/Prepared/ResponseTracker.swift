@@ -119,6 +119,16 @@ public struct ResponseTracker: Sendable {
     public private(set) var isSkippingUntilSync = false
     /// Entries with a `.synthesize` disposition outstanding: none (the usual case) means nothing can be due.
     private var synthesizedCount = 0
+    /// The head entry is a simple Query whose responses go to the client (kept by push, pop and reset).
+    private var headIsForwardedQuery = false
+
+    private mutating func updateHead() {
+        if count > 0, let e = slots[head], e.request == .query, e.handling == .forward {
+            headIsForwardedQuery = true
+        } else {
+            headIsForwardedQuery = false
+        }
+    }
 
     public init() {}
 
@@ -149,7 +159,18 @@ public struct ResponseTracker: Sendable {
     }
 
     /// A server message of type `type` (its first byte) reached a message boundary.
+    @inline(__always)
     public mutating func received(type: UInt8) -> Step {
+        // The commonest replies to a simple Query (its rows, its description, its tag) go to the client and
+        // leave the Query at the head: no lookup of the head entry.
+        if headIsForwardedQuery && (type == BackendMessageID.dataRow.rawValue || type == BackendMessageID.rowDescription.rawValue
+                                    || type == BackendMessageID.commandComplete.rawValue) {
+            return Step(forward: true, unexpected: false)
+        }
+        return receivedAtHead(type: type)
+    }
+
+    private mutating func receivedAtHead(type: UInt8) -> Step {
         guard let message = BackendMessageID(rawValue: type) else { return Step(forward: true, unexpected: true) }
         switch message {
         case .noticeResponse, .parameterStatus, .notificationResponse:
@@ -208,6 +229,7 @@ public struct ResponseTracker: Sendable {
         }
         head = 0
         count = 0
+        headIsForwardedQuery = false
         pendingSyncs = 0
         synthesizedCount = 0
         synthesizedBytes.removeAll()
@@ -315,6 +337,7 @@ public struct ResponseTracker: Sendable {
             synthesizedBytes.removeFirst()
         }
         if count == 0 { head = 0 }
+        updateHead()
     }
 
     private mutating func push(_ entry: Entry) {
@@ -323,6 +346,7 @@ public struct ResponseTracker: Sendable {
         if tail >= slots.count { tail -= slots.count }
         slots[tail] = entry
         count += 1
+        if count == 1 { updateHead() }
     }
 
     private mutating func grow() {
