@@ -406,6 +406,15 @@ final class ClientConnection: StreamHandler, Hashable {
         requestServer()
     }
 
+    /// A cancel request while this client waits for a server (pool full, read-your-writes, PAUSE): its batch
+    /// leaves the queue unsent and gets the error Postgres gives a cancelled statement.
+    func cancelWhileWaiting() {
+        guard case .waitingForServer = phase else { return }
+        leaveWaiting()
+        replicaWaitDeadline = nil
+        rejectPendingBatch(code: SQLState.queryCanceled, message: "canceling statement due to user request")
+    }
+
     /// Answers the client's next batch (a Query, or extended messages through Sync) with an error, without a server.
     func rejectPendingBatch(code: String, message: String) {
         routedQueryFingerprint = nil
@@ -691,14 +700,19 @@ final class ClientConnection: StreamHandler, Hashable {
         proxy.clientClosed(self, reason: reason)
     }
 
+    /// Out of whichever queue it waits in: the pool's, read-your-writes', PAUSE's.
+    private func leaveWaiting() {
+        pool?.cancelWait(self)
+        proxy.waitingForReplica.remove(self)
+        proxy.pausedClients.remove(self)
+    }
+
     private func detachServer(clean: Bool) {
         switch phase {
         case .active(let server), .settingUp(let server):
             if clean && remaining == 0 { server.release() } else { server.close(reason: "client failed") }
         case .waitingForServer:
-            pool?.cancelWait(self)
-            proxy.waitingForReplica.remove(self)
-            proxy.pausedClients.remove(self)
+            leaveWaiting()
         case .riding:
             // Its statement is on the server already: the reply is read and dropped when it comes.
             break

@@ -20,6 +20,11 @@ extension Proxy {
             // Its statement has not started: the cancel goes when it does.
             return server.cancelWhenStarted(client)
         }
+        if case .waitingForServer = client.phase, client.greeted, client.poolMode == .transaction, !client.heldBegin {
+            // Its statement has not reached a server: it is cancelled here, before it starts.
+            logger.info("cancel request for a client waiting for a server: its statement is cancelled", metadata: ["client": "\(client.label)"])
+            return client.cancelWhileWaiting()
+        }
         guard case .active(let server) = client.phase else { return }
         server.cancelInFlight = true
         logger.info("forwarding cancel", metadata: ["client": "\(client.label)", "server": "\(server.label)"])

@@ -9,8 +9,9 @@
 // Only statements known to be quick take part (QuickStatements, server_pipeline_max_latency): nobody waits
 // behind a long query. A rider's statement runs when the ones before it are done; its statement timeout
 // starts then. A cancel request for a rider whose statement has not started yet is sent when it starts.
-// While a cancel is on its way nobody boards. A rider waits at most query_wait_timeout for its statement to
-// start (then it gets the error and its reply is dropped). Each rider keeps a copy of its Query: on a
+// While a cancel is on its way nobody boards (so a cancel that reaches a rider's statement was sent after it
+// boarded). A rider waits at most query_wait_timeout for its statement to start (then it gets the error and
+// its reply is dropped). Each rider keeps a copy of its Query: on a
 // replica a 25006 or a lost connection before its reply sends it to the primary, as for any lone read; and
 // a cancel sent after it boarded, for a statement ahead of it that ended before the cancel landed, cancels
 // its statement instead: that error is hidden and the query runs again.
@@ -26,7 +27,7 @@ extension ServerConnection {
         // At most depth - 1 riders per lending: clients waiting for a server (writes, transactions) are not
         // held off by an endless stream of riders.
         guard hasRoom, case .active = phase, client != nil, departed == nil, cancelSentAt == nil, !cancelInFlight,
-              !stream.isClosed
+              cancelsOutstanding == 0, !stream.isClosed
         else { return false }
         return sessionParams == rider.sessionParameters
     }

@@ -1029,3 +1029,35 @@ def test_a_late_cancel_never_reaches_the_next_clients_statement(cluster, tx_prox
     a.close()
     b.close()
     p.assert_alive()
+
+
+def test_cancel_of_a_client_waiting_for_a_server_ends_its_statement_unsent(cluster, tx_proxy):
+    """A pool of one, held by A's slow statement: B's INSERT waits for the server. B's cancel ends it at once
+    with 57014, as Postgres ends a cancelled statement: the INSERT never runs, A's statement is untouched, and
+    B's next statement runs when the server comes back (PgBouncer leaves such a client waiting: its issue
+    #1222)."""
+    table = "sy_cancel_waiting"
+    with cluster.superuser() as c:
+        c.execute(f"DROP TABLE IF EXISTS {table}")
+        c.execute(f"CREATE TABLE {table} (v int)")
+        c.execute(f"GRANT INSERT, SELECT ON {table} TO {TX_USER}")
+    p = tx_proxy(size=1, workers=1)
+    a, b = raw_login(p), raw_login(p)
+    a.send(query("SELECT pg_sleep(2), 'a'"))
+    time.sleep(0.3)
+    b.send(query(f"INSERT INTO {table} VALUES (1)"))
+    time.sleep(0.3)
+    started = time.monotonic()
+    send_cancel(p, b.backend_key)
+    msgs = b.read_until_ready()
+    assert [error_fields(pl).get("C") for k, pl in msgs if k == b"E"] == ["57014"], msgs
+    assert time.monotonic() - started < 1.0, "the cancel waited for the server"
+    msgs = a.read_until_ready()
+    assert [k for k, _ in msgs if k == b"E"] == [], msgs
+    assert [row[1] for row in data_rows(msgs)] == ["a"]
+    b.send(query("SELECT 'again'"))
+    assert data_rows(b.read_until_ready()) == [["again"]]
+    assert cluster.sql(f"SELECT count(*) FROM {table}") == [(0,)]
+    a.close()
+    b.close()
+    p.assert_alive()
