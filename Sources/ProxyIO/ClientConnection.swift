@@ -349,38 +349,6 @@ final class ClientConnection: StreamHandler, Hashable {
         }
     }
 
-    /// Safety net: a read sent to a replica failed with 25006 or lost its connection before any reply. The
-    /// replica goes back (if still usable), the query goes back in front of the input, and it runs on the primary.
-    func retryOnPrimary(_ query: [UInt8], from server: ServerConnection?, misroutedOn backend: String) {
-        proxy.recordMisroute(backend: backend)
-        log.warning("misrouted read retried on the primary", metadata: ["client": "\(label)"])
-        if let server, case .active(let current) = phase, current === server {
-            server.retryable.clear()
-            phase = .idle
-            server.clientDone()
-        } else if case .active = phase {
-            phase = .idle
-        }
-        guard case .idle = phase else { return }
-        remaining = 0
-        stream.prepend(query)
-        forcePrimary = true
-        requestServer()
-    }
-
-    /// This rider's statement was cancelled by a request meant for a statement ahead of it on `server`: the
-    /// error was hidden, and the query goes back in front of the input and is routed again.
-    func retryAfterStrayCancel(_ query: [UInt8], from server: ServerConnection) {
-        log.info("statement hit by a cancel meant for another client's: running it again", metadata: ["client": "\(label)", "server": "\(server.label)"])
-        guard case .active(let current) = phase, current === server else { return }
-        server.retryable.clear()
-        phase = .idle
-        server.clientDone()
-        remaining = 0
-        stream.prepend(query)
-        requestServer()
-    }
-
     /// The backend this client waited for could not be reached. A logged-in transaction-mode client routes
     /// its batch again (another replica, or the primary) or gets the error for that batch only; a client
     /// still logging in gets the error and is closed.
