@@ -33,10 +33,17 @@ final class Pool {
         machine.idle.isEmpty && (machine.total >= machine.maxSize || machine.waiting.count > machine.connecting)
     }
 
+    /// Whether riding beats waiting for a server with `queueLength` clients in the queue (a newcomer counted):
+    /// a busy server frees up about every statement time / pool size, a rider waits for the statement ahead
+    /// of it. With a queue shorter than the pool a server comes back first: riding then only adds latency
+    /// (measured at 32 clients / 20 servers, pgbench -S: p99 above PgBouncer's in three rounds of four with
+    /// riding, below it in all four without, and less CPU per transaction).
+    func ridingPays(queueLength: Int) -> Bool { queueLength >= machine.maxSize }
+
     /// `server` just sent a lone quick read while clients wait here: the first waiting clients whose next
-    /// statement is one too ride behind it (looking at a few of them, in order).
+    /// statement is one too ride behind it (looking at a few of them, in order), when the queue is long enough.
     func boardWaiting(_ server: ServerConnection) {
-        guard isSaturated else { return }
+        guard isSaturated, ridingPays(queueLength: machine.waiting.count) else { return }
         var i = 0
         var looked = 0
         while i < machine.waiting.count, looked < 8 {

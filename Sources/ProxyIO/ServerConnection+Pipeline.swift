@@ -4,7 +4,8 @@
 // answers them in order, each ending with its ReadyForQuery; the relay hands the connection to the next client
 // ("rider") at each one. The server never sits idle between the two statements (no round trip through the
 // pool), and one write often carries several of them. With servers to spare nothing rides: each statement gets
-// a server of its own, and Postgres runs them in parallel.
+// a server of its own, and Postgres runs them in parallel. Nor with fewer clients waiting than the pool has
+// servers: one of them comes back sooner than the statement ahead of a rider ends (Pool.ridingPays).
 //
 // Only statements known to be quick take part (QuickStatements, server_pipeline_max_latency): nobody waits
 // behind a long query. A rider's statement runs when the ones before it are done; its statement timeout
@@ -146,7 +147,7 @@ extension ClientConnection {
     /// lone quick read, if it takes this client's; false otherwise. With clients already waiting it queues
     /// behind them (they ride first, from the queue: boardWaiting), or newcomers would keep overtaking them.
     func rideIfPossible(_ pool: Pool) -> Bool {
-        guard pool.isSaturated, pool.machine.waiting.isEmpty, let server = pool.boarding else { return false }
+        guard pool.isSaturated, pool.machine.waiting.isEmpty, pool.ridingPays(queueLength: 1), let server = pool.boarding else { return false }
         waitingSince = proxy.loop.now
         return ride(server)
     }
