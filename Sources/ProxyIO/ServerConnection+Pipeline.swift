@@ -12,10 +12,10 @@
 // starts then. A cancel request for a rider whose statement has not started yet is sent when it starts.
 // While a cancel is on its way nobody boards (so a cancel that reaches a rider's statement was sent after it
 // boarded). A rider waits at most query_wait_timeout for its statement to start (then it gets the error and
-// its reply is dropped). Each rider keeps a copy of its Query: on a
-// replica a 25006 or a lost connection before its reply sends it to the primary, as for any lone read; and
-// a cancel sent after it boarded, for a statement ahead of it that ended before the cancel landed, cancels
-// its statement instead: that error is hidden and the query runs again.
+// its reply is dropped). Each rider keeps a copy of its Query: on a replica a 25006 or a lost connection
+// before its reply sends it to the primary, as for any lone read; and a cancel sent after it boarded, for a
+// statement ahead of it that ended before the cancel landed, cancels its statement instead: that error is
+// hidden and the query runs again.
 import PGWire
 import ProxyCore
 

@@ -19,7 +19,7 @@ import urllib.request
 import pytest
 
 from conftest import delaying_relay, free_port, send_cancel  # noqa: F401
-from pgwire import CANCEL_REQUEST_CODE, data_rows, error_fields, parse_messages, query, terminate
+from pgwire import data_rows, error_fields, parse_messages, query, terminate
 from test_operations import admin, set_key
 from test_transaction_pooling import TX_USER, raw_login, server_pids, tx_proxy, tx_user, wait_until  # noqa: F401
 
@@ -305,9 +305,7 @@ def test_the_first_client_leaving_hands_the_server_to_its_riders(cluster, tx_pro
 
 def test_cancel_of_a_waiting_rider_cancels_its_own_statement(cluster, tx_proxy, lock_table):
     p, mport, head, held, rider = one_rider(tx_proxy, cluster, SLOW_READ)
-    pid, key = rider.backend_key
-    with socket.create_connection((p.host, p.port), timeout=5) as s:
-        s.sendall(struct.pack("!iiii", 16, CANCEL_REQUEST_CODE, pid, key))
+    send_cancel(p, rider.backend_key)
     time.sleep(0.2)
     held.release()
     # The head's statement is not cancelled; the rider's is, once it starts.
