@@ -145,8 +145,9 @@ print(" ".join(str(p) for p in sorted(tree - {int(sys.argv[1])})))
 EOF
 }
 
-cpu_ticks() { # pid -> CPU clock ticks of it and its live descendants (utime+stime), plus what the children
-    # they reaped used (cutime+cstime): multi-process servers (Pgpool-II) are counted whole, exited children too.
+cpu_ticks() { # pid -> "total kernel" CPU clock ticks of it and its live descendants (utime+stime; stime), plus
+    # what the children they reaped used (cutime+cstime): multi-process servers (Pgpool-II) are counted whole,
+    # exited children too.
     python3 - "$1" <<'EOF'
 import os, sys
 root = int(sys.argv[1])
@@ -158,13 +159,13 @@ for d in os.listdir("/proc"):
         except OSError:
             continue
         f = s[s.rindex(")") + 2:].split()   # f[0] is field 3 (state): utime..cstime are fields 14..17
-        procs[int(d)] = (int(f[1]), int(f[11]) + int(f[12]) + int(f[13]) + int(f[14]))
+        procs[int(d)] = (int(f[1]), int(f[11]) + int(f[12]) + int(f[13]) + int(f[14]), int(f[12]) + int(f[14]))
 tree, grew = {root}, True
 while grew:
-    new = {p for p, (pp, _) in procs.items() if pp in tree and p not in tree}
+    new = {p for p, (pp, _, _) in procs.items() if pp in tree and p not in tree}
     tree |= new
     grew = bool(new)
-print(sum(procs[p][1] for p in tree if p in procs))
+print(sum(procs[p][1] for p in tree if p in procs), sum(procs[p][2] for p in tree if p in procs))
 EOF
 }
 
@@ -491,7 +492,7 @@ fi
 # ---- 7. interleaved rounds ----
 CLK_TCK="$(getconf CLK_TCK)"
 RESULTS="$WORK/results.tsv"
-printf 'round\tscript\ttarget\ttps\tlat_avg_ms\tp99_ms\ttx\tcpu_us_per_tx\n' >"$RESULTS"
+printf 'round\tscript\ttarget\ttps\tlat_avg_ms\tp99_ms\ttx\tcpu_us_per_tx\tsys_us_per_tx\n' >"$RESULTS"
 mkdir -p "$WORK/logs"
 
 run_one() { # round script target
@@ -504,7 +505,7 @@ run_one() { # round script target
         *) die "unknown script $script" ;;
     esac
     local prefix="$WORK/logs/r${round}_${script}_${target}"
-    local before=0 after=0
+    local before="0 0" after="0 0"
     [[ -n "$pid" ]] && before="$(cpu_ticks "$pid")"
     local out
     if ! out="$(cd "$WORK/logs" && "$PGBENCH" -n "${args[@]}" -M "$PROTOCOL" -c "$CLIENTS" -j "$THREADS" \
@@ -515,9 +516,10 @@ run_one() { # round script target
         return 0
     fi
     [[ -n "$pid" ]] && after="$(cpu_ticks "$pid")"
-    python3 - "$prefix" "$round" "$script" "$target" "$((after - before))" "$CLK_TCK" "$out" >>"$RESULTS" <<'EOF'
+    python3 - "$prefix" "$round" "$script" "$target" "$((${after% *} - ${before% *}))" "$CLK_TCK" "$out" \
+        "$((${after#* } - ${before#* }))" >>"$RESULTS" <<'EOF'
 import glob, re, sys
-prefix, rnd, script, target, ticks, clk, out = sys.argv[1:8]
+prefix, rnd, script, target, ticks, clk, out, sys_ticks = sys.argv[1:9]
 tps = float(re.search(r"tps = ([\d.]+) \(without initial connection time\)", out).group(1))
 lat = float(re.search(r"latency average = ([\d.]+) ms", out).group(1))
 tx = int(re.search(r"number of transactions actually processed: (\d+)", out).group(1))
@@ -539,10 +541,11 @@ if os.environ.get("LATENCY_DIR"):
     with open(os.path.join(os.environ["LATENCY_DIR"], f"{script}_{target}.txt"), "w") as fh:
         fh.write("\n".join(map(str, lat_us)) + "\n")
 cpu = "" if target == "direct" or tx == 0 else f"{int(ticks) * 1e6 / int(clk) / tx:.2f}"
-print(f"{rnd}\t{script}\t{target}\t{tps:.1f}\t{lat:.3f}\t{p99:.3f}\t{tx}\t{cpu}")
+kernel = "" if target == "direct" or tx == 0 else f"{int(sys_ticks) * 1e6 / int(clk) / tx:.2f}"
+print(f"{rnd}\t{script}\t{target}\t{tps:.1f}\t{lat:.3f}\t{p99:.3f}\t{tx}\t{cpu}\t{kernel}")
 EOF
     rm -f "$prefix".*
-    tail -n 1 "$RESULTS" | awk -F'\t' '{printf "bench:   round %s %-11s %-10s tps=%-10s avg=%sms p99=%sms cpu/tx=%s\n", $1, $2, $3, $4, $5, $6, ($8 == "" ? "-" : $8 "us")}' >&2
+    tail -n 1 "$RESULTS" | awk -F'\t' '{printf "bench:   round %s %-11s %-10s tps=%-10s avg=%sms p99=%sms cpu/tx=%s (kernel %s)\n", $1, $2, $3, $4, $5, $6, ($8 == "" ? "-" : $8 "us"), ($9 == "" ? "-" : $9 "us")}' >&2
 }
 
 log "$ROUNDS rounds x {$SCRIPTS} x {$TARGETS}, ${DURATION}s each, -c $CLIENTS -j $THREADS -M $PROTOCOL, pool $POOL_SIZE ($POOL_MODE), $REPLICAS replica(s)"
@@ -611,8 +614,9 @@ print(f"pgbench -M {proto} -c {clients} -j {threads}, {dur}s runs, scale {scale}
       + f"; {replicas} replica(s)"
       + (" (Switchyard and Pgpool-II read from them; PgBouncer uses the primary)" if int(replicas) else "")
       + f". {versions}.\n")
-print("| workload | target | TPS | avg latency (ms) | p99 latency (ms) | proxy CPU µs/tx | CPU/tx vs PgBouncer | TPS vs PgBouncer |")
-print("|---|---|---:|---:|---:|---:|---:|---:|")
+print("| workload | target | TPS | avg latency (ms) | p99 latency (ms) | proxy CPU µs/tx | of it kernel | CPU/tx vs PgBouncer "
+      "| kernel vs PgBouncer's CPU | TPS vs PgBouncer |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 order = ["direct", "pgbouncer", "pgpool", "switchyard", "switchyard-w2"]
 for script in dict.fromkeys(r["script"] for r in rows):
     stats = {}
@@ -620,15 +624,19 @@ for script in dict.fromkeys(r["script"] for r in rows):
         sel = [r for r in rows if r["script"] == script and r["target"] == target]
         if sel:
             stats[target] = (med(r["tps"] for r in sel), med(r["lat_avg_ms"] for r in sel),
-                             med(r["p99_ms"] for r in sel), med(r["cpu_us_per_tx"] for r in sel))
-    base = stats.get("pgbouncer", (None, None, None, None))
-    for target, (tps, lat, p99, cpu) in stats.items():
-        print(f"| {script} | {target} | {fmt(tps)} | {fmt(lat, 3)} | {fmt(p99, 3)} | {fmt(cpu, 2)} "
-              f"| {ratio(cpu, base[3])} | {ratio(tps, base[0])} |")
+                             med(r["p99_ms"] for r in sel), med(r["cpu_us_per_tx"] for r in sel),
+                             med(r.get("sys_us_per_tx") for r in sel))
+    base = stats.get("pgbouncer", (None,) * 5)
+    for target, (tps, lat, p99, cpu, kernel) in stats.items():
+        print(f"| {script} | {target} | {fmt(tps)} | {fmt(lat, 3)} | {fmt(p99, 3)} | {fmt(cpu, 2)} | {fmt(kernel, 2)} "
+              f"| {ratio(cpu, base[3])} | {ratio(kernel, base[3])} | {ratio(tps, base[0])} |")
 print()
 print("CPU µs/tx: utime+stime of the proxy's process over the run"
       + (" (for Pgpool-II, of all its processes, exited children included)" if "pgpool" in targets else "")
-      + ", from /proc, divided by the transactions pgbench completed.")
+      + ", from /proc, divided by the transactions pgbench completed; \"of it kernel\" is the stime part (the"
+      " socket reads and writes, and on loopback the peer's TCP receive and wake-up, which run in the sender's"
+      " system call). \"kernel vs PgBouncer's CPU\" divides a target's kernel part by PgBouncer's whole CPU/tx:"
+      " a floor under its CPU/tx ratio that no user-space change lowers.")
 routed = list(csv.DictReader(open(routing), delimiter="\t"))
 if routed:
     nodes = [k for k in routed[0] if k != "target"]
