@@ -40,7 +40,7 @@ extension ServerConnection {
         riderTickets.append((rider.stream.peek(max: total), cancelsSent))
         boarded += 1
         // One more statement in flight on the backend (least_outstanding counts statements, not servers).
-        proxy.backends.adjustOutstanding(backend.name, by: 1)
+        adjustOutstanding(by: 1)
         _ = rider.stream.move(upTo: total, to: stream)
         requestSent(fingerprint)
         tracker.sent(.query)
@@ -56,7 +56,7 @@ extension ServerConnection {
         riderCancelMark = .max
         guard !riders.isEmpty else { return goIdle() }
         // The finished client's statement leaves the backend's count; the next rider's was counted at boarding.
-        proxy.backends.adjustOutstanding(backend.name, by: -1)
+        adjustOutstanding(by: -1)
         let next = riders.removeFirst()
         let ticket = riderTickets.removeFirst()
         client = next
@@ -104,7 +104,7 @@ extension ServerConnection {
     func failRiders(_ why: String) {
         let stranded = zip(riders, riderTickets)
         let onReplica = proxy.role(of: backend) == .replica
-        if !riders.isEmpty { proxy.backends.adjustOutstanding(backend.name, by: -riders.count) }
+        if !riders.isEmpty { adjustOutstanding(by: -riders.count) }
         riders = []
         riderTickets = []
         cancelsOnStart = []

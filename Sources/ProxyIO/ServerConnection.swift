@@ -53,7 +53,7 @@ final class ServerConnection: StreamHandler, Hashable {
     var deadline: Double
     /// Counted in its backend's `outstanding` (least_outstanding load balancing) while lent to a client.
     var lent = false {
-        didSet { if lent != oldValue { proxy.backends.adjustOutstanding(backend.name, by: lent ? 1 : -1) } }
+        didSet { if lent != oldValue { adjustOutstanding(by: lent ? 1 : -1) } }
     }
     /// When the server last went idle in the pool (server_idle_timeout, server_check_delay).
     var idleSince: Double = 0
@@ -101,6 +101,13 @@ final class ServerConnection: StreamHandler, Hashable {
     private var releaseAfterCancel = false
     /// cancelsSent when the attached rider boarded: a later cancel was meant for a statement before its own.
     var riderCancelMark = Int.max
+    /// Where this backend's status was in `proxy.backends` last time (a hint; a reload may move it).
+    private var backendSlot = -1
+
+    func adjustOutstanding(by delta: Int) {
+        proxy.backends.adjustOutstanding(backend.name, by: delta, slot: &backendSlot)
+    }
+
     /// Riders sent here since the server was lent (at most server_pipeline_depth - 1).
     var boarded = 0
     /// Riders that asked to cancel before their statement started.

@@ -315,6 +315,27 @@ final class BackendsTests: XCTestCase {
         XCTAssertEqual(set.pickReplica(minLSN: nil, random: &rng), "big")
     }
 
+    func testAdjustOutstandingSlotFollowsAReload() {
+        var set = makeSet([("main", .primary, 1), ("r1", .replica, 1), ("r2", .replica, 1)])
+        var slot = -1
+        set.adjustOutstanding("r2", by: 2, slot: &slot)
+        XCTAssertEqual(slot, 2)
+        // A reload drops r1: r2 moves to index 1; the stale slot points past the end, then at another name.
+        set.replaceConfig([("main", .primary, 1), ("r2", .replica, 1)])
+        set.adjustOutstanding("r2", by: 1, slot: &slot)
+        XCTAssertEqual(slot, 1)
+        XCTAssertEqual(set.status("r2")?.outstanding, 3)
+        set.replaceConfig([("r2", .replica, 1), ("main", .primary, 1)])
+        set.adjustOutstanding("r2", by: -1, slot: &slot)
+        XCTAssertEqual(slot, 0)
+        XCTAssertEqual(set.status("r2")?.outstanding, 2)
+        XCTAssertEqual(set.status("main")?.outstanding, 0, "a stale slot never counts on another backend")
+        var gone = 0
+        set.adjustOutstanding("r9", by: 1, slot: &gone)
+        XCTAssertEqual(gone, 0, "an unknown name changes nothing")
+        XCTAssertEqual(set.statuses.map(\.outstanding), [2, 0])
+    }
+
     func testPickReturnsNilWithoutEligibleReplicas() {
         var set = makeSet([("main", .primary, 1), ("r1", .replica, 0)])
         var rng = RoutingTestRNG(seed: 1)

@@ -357,8 +357,18 @@ public struct BackendSet: Sendable {
 
     /// A server connection on `name` was lent or a rider boarded one (+1), or that ended (-1). Never below zero.
     public mutating func adjustOutstanding(_ name: String, by delta: Int) {
-        guard let i = index(name) else { return }
-        statuses[i].outstanding = max(0, statuses[i].outstanding + delta)
+        var slot = -1
+        adjustOutstanding(name, by: delta, slot: &slot)
+    }
+
+    /// The same, looking first at `slot` (where `name` was last time, kept by the caller): no search by name on
+    /// the hot path; a reload that moved the name is found by the search, which updates `slot`.
+    public mutating func adjustOutstanding(_ name: String, by delta: Int, slot: inout Int) {
+        if !(slot >= 0 && slot < statuses.count && statuses[slot].name == name) {
+            guard let i = index(name) else { return }
+            slot = i
+        }
+        statuses[slot].outstanding = max(0, statuses[slot].outstanding + delta)
     }
 
     // MARK: Reload
