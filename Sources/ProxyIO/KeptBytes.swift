@@ -12,12 +12,6 @@ struct KeptBytes {
 
     mutating func clear() { isSet = false }
 
-    mutating func set(_ bytes: [UInt8]?) {
-        guard let bytes else { return clear() }
-        storage = bytes
-        isSet = true
-    }
-
     /// Keeps the first `count` bytes buffered in `stream`'s input.
     mutating func fill(_ count: Int, from stream: Stream) {
         stream.copyInput(count, into: &storage)

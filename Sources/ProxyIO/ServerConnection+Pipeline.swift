@@ -37,7 +37,9 @@ extension ServerConnection {
     func board(_ rider: ClientConnection, total: Int, fingerprint: Fingerprint) {
         let role = proxy.role(of: backend)
         riders.append(rider)
-        riderTickets.append((rider.stream.peek(max: total), cancelsSent))
+        var query = spareQueries.popLast() ?? KeptBytes()
+        query.fill(total, from: rider.stream)
+        riderTickets.append((query, cancelsSent))
         boarded += 1
         // One more statement in flight on the backend (least_outstanding counts statements, not servers).
         adjustOutstanding(by: 1)
@@ -58,7 +60,7 @@ extension ServerConnection {
         // The finished client's statement leaves the backend's count; the next rider's was counted at boarding.
         adjustOutstanding(by: -1)
         let next = riders.removeFirst()
-        let ticket = riderTickets.removeFirst()
+        var ticket = riderTickets.removeFirst()
         client = next
         // A paused read was the previous client's backpressure; this one's output is empty.
         if stream.readingPaused { stream.resumeReading() }
@@ -66,12 +68,16 @@ extension ServerConnection {
         guard case .riding(let on) = next.phase, on === self else {
             // It left while riding: its reply is read and dropped.
             departed = next
+            spareQueries.append(ticket.query)
             return
         }
         next.phase = .active(self)
         waitMicros = Int(max(0, proxy.loop.now - next.waitingSince) * 1e6)
         startedRiderStatement()
-        retryable.set(ticket.query)
+        // The rider's copy becomes the retryable query; the storage it replaces serves a later rider.
+        swap(&retryable, &ticket.query)
+        ticket.query.clear()
+        spareQueries.append(ticket.query)
         riderCancelMark = ticket.cancelMark
         if cancelAsked {
             // Riders behind it are safe from it if it lands late (their statements run again).
@@ -114,7 +120,7 @@ extension ServerConnection {
             guard case .riding(let on) = rider.phase, on === self else { continue }
             if onReplica {
                 rider.phase = .idle
-                rider.retryOnPrimary(ticket.query, from: nil, misroutedOn: backend.name)
+                rider.retryOnPrimary(ticket.query.bytes ?? [], from: nil, misroutedOn: backend.name)
                 continue
             }
             rider.fail(code: SQLState.connectionFailure,
