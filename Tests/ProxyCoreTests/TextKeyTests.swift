@@ -177,6 +177,50 @@ final class TextKeyTests: XCTestCase {
         XCTAssertEqual(Fingerprint.of("SELECT 1"), Fingerprint.of("SELECT '1'"))
     }
 
+    func testSameKeyAsTheReferenceImplementation() {
+        // The word-at-a-time textKey against the byte-at-a-time one it replaced (`referenceTextKey`, below):
+        // id, check and hasStrings equal for tricky texts, every length 0...40 (the eight-byte words' ends at
+        // every place) and token soup.
+        func assertSame(_ bytes: [UInt8], _ line: UInt = #line) {
+            let new = bytes.withUnsafeBytes { Fingerprint.textKey(utf8: $0) }
+            let old = bytes.withUnsafeBytes { referenceTextKey(utf8: $0) }
+            XCTAssertTrue(new == old, "\(String(decoding: bytes, as: UTF8.self).debugDescription): \(new) vs \(old)", line: line)
+        }
+        assertSame([])
+        XCTAssertTrue(Fingerprint.textKey(utf8: UnsafeRawBufferPointer(start: nil, count: 0)) == referenceTextKey(utf8: UnsafeRawBufferPointer(start: nil, count: 0)))
+        let texts = Self.tricky + [
+            "SELECT 1e5, .5, 1.2.3, 5.., 5..6, $1, $$x$$, $tag$a$tag$, $tag$ $tag , E'a\\'b', e'x', U&'d\\0061', U&\"d\\0061\", u&'x'",
+            "SELECT B'01', X'ff', N'x', b'1', x'F', n'y', 'it''s', \"quoted \"\"id\"\"\", 1E'x', 1e'x', 12E'x', a1$b, a$1, x1.5, _1",
+            "SELECT 1 -- comment\nFROM t -- to the end", "SELECT /* nested /* inner */ still */ 1", "SELECT /* open /* nested */",
+            "SELECT 'unterminated", "SELECT E'unterminated\\", "SELECT \"open", "SELECT U&\"open", "SELECT $a$ open", "SELECT $$",
+            "SELECT é, naïve, \u{1F600}, 'ü', \"ß\" FROM t WHERE x = 1", "SELECT 0x1F, 0o17, 0b101, 0x, 0xg, 1_000_000, 1__0, 1_",
+            "SELECT 1.5e+10, 1.5e-3, 1.e5, 1e, 1e+, .e5, ..., 1...2, a.b.c, 1.a, 12345678901234567890123, 1234567.89012345",
+            "x=-1", "-1", "1", ".5", "$1", "'", "\"", "--", "/*", "-", "/", "$", ".", "..", "1.", "1e", "E'", "U&", "U&'", "a1", "é1",
+            "UPDATE pgbench_accounts SET abalance = abalance + -4321 WHERE aid = 567890;",
+            "SELECT abalance FROM pgbench_accounts WHERE aid = 567890;",
+            "UPDATE pgbench_tellers SET tbalance = tbalance + 123 WHERE tid = 7;",
+            "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (7, 1, 567890, -4321, CURRENT_TIMESTAMP);",
+            "BEGIN;", "END;",
+        ]
+        for text in texts { assertSame(Array(text.utf8)) }
+        // Every length 0...40 of texts that put literals, quotes, comments and words at every offset of a word.
+        let long = Array("x1 = 1e5 AND \"Q\"\"x\" || E'a\\'b' -- c\n/* d */ $1 $$e$$ 0x1F..2 .5 é$2 'f''g' a.b 12345678901 - 3;".utf8)
+        for start in 0..<24 {
+            for length in 0...40 where start + length <= long.count { assertSame(Array(long[start..<start + length])) }
+        }
+        for text in texts where text.utf8.count > 1 {
+            let bytes = Array(text.utf8)
+            for length in 0..<min(bytes.count, 41) { assertSame(Array(bytes[0..<length])) }
+        }
+        // Token soup, as in testTextsWithOneKeyHaveOneFingerprint, and some with a random byte (bad UTF-8 too).
+        var rng = RoutingTestRNG(seed: 0xD1FF)
+        for round in 0..<4_000 {
+            var bytes = Array(soup(&rng).joined().utf8)
+            if round % 4 == 0, !bytes.isEmpty { bytes[Int(rng.next() % UInt64(bytes.count))] = UInt8(truncatingIfNeeded: rng.next()) }
+            assertSame(bytes)
+        }
+    }
+
     func testEightBytesAtATimeStopAtTheFirstByteThatCanStartALiteralOrComment() {
         // The SWAR count against a byte-by-byte reference, for every byte value at every place.
         func reference(_ bytes: [UInt8]) -> Int {
@@ -191,4 +235,173 @@ final class TextKeyTests: XCTestCase {
             XCTAssertEqual(Fingerprint.KeyBytes.mayHaveSpecial(chunk), bytes.contains { $0 >= 0x22 && $0 <= 0x39 }, "\(bytes)")
         }
     }
+}
+
+// The byte-at-a-time textKey that the word-at-a-time one replaced, kept as it was for
+// testSameKeyAsTheReferenceImplementation (its hash state and SWAR helpers copied too).
+private enum RefKeyBytes {
+    private static let ones: UInt64 = 0x0101_0101_0101_0101
+    private static let highs: UInt64 = 0x8080_8080_8080_8080
+    static func mayHaveSpecial(_ chunk: UInt64) -> Bool {
+        let x = chunk & ~highs
+        return (x &+ ones &* 0x5E) & ~(x &+ ones &* 0x46) & highs & ~chunk != 0
+    }
+    static func leadingPlain(_ chunk: UInt64) -> Int {
+        let x = chunk & ~highs
+        let range = (x &+ ones &* 0x53) & ~(x &+ ones &* 0x46)
+        let quote = ~((x ^ ones &* 0x22) &+ ones &* 0x7F)
+        let dollar = ~((x ^ ones &* 0x24) &+ ones &* 0x7F)
+        let apostrophe = ~((x ^ ones &* 0x27) &+ ones &* 0x7F)
+        let special = (range | quote | dollar | apostrophe) & highs & ~chunk
+        return special.trailingZeroBitCount &>> 3
+    }
+}
+
+private struct RefHash {
+    private var value: UInt64 = 0x243F_6A88_85A3_08D3
+    private var checkValue = Fingerprint.checkKey.basis
+    private let checkMultiplier = Fingerprint.checkKey.multiplier
+    private var word: UInt64 = 0
+    private var shift: UInt64 = 0
+    private var words = 0
+    mutating func byte(_ b: UInt8) {
+        word |= UInt64(b) &<< shift
+        shift &+= 8
+        if shift == 64 { mixWord() }
+    }
+    mutating func bytes(_ w: UInt64, count: Int) {
+        let before = shift
+        word |= w &<< before
+        let total = before &+ UInt64(count) &* 8
+        if total < 64 {
+            shift = total
+            return
+        }
+        mixWord()
+        let rest = total &- 64
+        if rest > 0 { word = w &>> (64 &- before) }
+        shift = rest
+    }
+    private static let idMultiplier: UInt64 = 0x9FB2_1C65_1E98_DF25
+    private mutating func mixWord() {
+        value = Self.mix(value, word, Self.idMultiplier)
+        checkValue = Self.mix(checkValue, word, checkMultiplier)
+        word = 0
+        shift = 0
+        words &+= 1
+    }
+    private static func mix(_ h: UInt64, _ w: UInt64, _ k: UInt64) -> UInt64 {
+        let x = (h ^ w) &* k
+        return x ^ (x &>> 29)
+    }
+    private func finished(_ h: UInt64, _ k: UInt64) -> UInt64 {
+        var x = Self.mix(h, word, k) ^ (UInt64(words) &* 8 &+ shift &>> 3)
+        x ^= x &>> 33
+        x = x &* 0xFF51_AFD7_ED55_8CCD
+        x ^= x &>> 33
+        x = x &* 0xC4CE_B9FE_1A85_EC53
+        return x ^ (x &>> 33)
+    }
+    var id: UInt64 { finished(value, Self.idMultiplier) }
+    var check: UInt64 { finished(checkValue, checkMultiplier) }
+    enum Marker: UInt64 { case literal = 1, comment = 2, prefixedString = 3 }
+    mutating func marker(_ kind: Marker) {
+        let place = UInt64(words) &<< 3 | shift &>> 3
+        if shift > 0 { mixWord() }
+        word = 0xFFFF_FFFF_0000_0000 | kind.rawValue &<< 24 | place & 0xFF_FFFF
+        mixWord()
+    }
+}
+
+private func referenceTextKey(utf8 bytes: UnsafeRawBufferPointer) -> (id: UInt64, check: UInt64, hasStrings: Bool) {
+    var h = RefHash()
+    guard let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return (h.id, h.check, false) }
+    let s = UnsafeBufferPointer(start: base, count: bytes.count)
+    let n = s.count
+    var i = 0
+    var tokenEnd = 0
+    var hasStrings = false
+    func startsToken(_ j: Int) -> Bool {
+        j == 0 || j == tokenEnd || !SQLLexer.isIdentChar(s[j &- 1])
+    }
+    while i < n {
+        while i &+ 8 <= n {
+            let chunk = UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self)
+            let k = RefKeyBytes.mayHaveSpecial(UInt64(littleEndian: chunk)) ? RefKeyBytes.leadingPlain(UInt64(littleEndian: chunk)) : 8
+            if k == 8 {
+                h.bytes(UInt64(littleEndian: chunk), count: 8)
+                i &+= 8
+                continue
+            }
+            if k > 0 {
+                h.bytes(UInt64(littleEndian: chunk) & ((1 &<< (UInt64(k) &* 8)) &- 1), count: k)
+                i &+= k
+            }
+            break
+        }
+        guard i < n else { break }
+        let c = s[i]
+        let next: UInt8 = i &+ 1 < n ? s[i &+ 1] : 0
+        switch c {
+        case UInt8(ascii: ".") where next == UInt8(ascii: "."):
+            h.byte(c)
+            h.byte(c)
+            i &+= 2
+            continue
+        case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "."), UInt8(ascii: "$"):
+            guard c == UInt8(ascii: ".") ? SQLLexer.isDigit(next) : startsToken(i) else { break }
+            if SQLLexer.isDigit(c) {
+                var j = i &+ 1
+                while j < n && SQLLexer.isDigit(s[j]) { j &+= 1 }
+                if j == n || !(SQLLexer.isIdentChar(s[j]) || s[j] == UInt8(ascii: ".")) {
+                    h.marker(.literal)
+                    i = j
+                    tokenEnd = j
+                    continue
+                }
+            }
+            guard let t = SQLLexer.scan(s, from: i) else { break }
+            if t.kind == .punctuation {
+                h.byte(c)
+            } else {
+                if t.kind == .string { hasStrings = true }
+                h.marker(.literal)
+            }
+            i = t.range.upperBound
+            tokenEnd = i
+            continue
+        case UInt8(ascii: "'"), UInt8(ascii: "\""):
+            var start = i
+            if c == UInt8(ascii: "'"), i >= 1, SQLLexer.isStringPrefix(s[i &- 1]), startsToken(i &- 1) {
+                start = i &- 1
+            } else if i >= 2, s[i &- 1] == UInt8(ascii: "&"), s[i &- 2] | 0x20 == UInt8(ascii: "u"), startsToken(i &- 2) {
+                start = i &- 2
+            }
+            guard let t = SQLLexer.scan(s, from: start) else { break }
+            if t.kind == .string {
+                hasStrings = true
+                h.marker(start < i ? .prefixedString : .literal)
+            } else {
+                for m in i..<t.range.upperBound { h.byte(s[m]) }
+            }
+            i = t.range.upperBound
+            tokenEnd = i
+            continue
+        case UInt8(ascii: "-") where next == UInt8(ascii: "-"):
+            i = SQLLexer.lineCommentEnd(s, from: i)
+            h.marker(.comment)
+            tokenEnd = i
+            continue
+        case UInt8(ascii: "/") where next == UInt8(ascii: "*"):
+            i = SQLLexer.skipBlockComment(s, from: i)
+            h.marker(.comment)
+            tokenEnd = i
+            continue
+        default:
+            break
+        }
+        h.byte(c)
+        i &+= 1
+    }
+    return (h.id, h.check, hasStrings)
 }
