@@ -636,7 +636,8 @@ print("CPU µs/tx: utime+stime of the proxy's process over the run"
       + ", from /proc, divided by the transactions pgbench completed; \"of it kernel\" is the stime part (the"
       " socket reads and writes, and on loopback the peer's TCP receive and wake-up, which run in the sender's"
       " system call). \"kernel vs PgBouncer's CPU\" divides a target's kernel part by PgBouncer's whole CPU/tx:"
-      " a floor under its CPU/tx ratio that no user-space change lowers.")
+      " the part of its CPU/tx ratio spent in the kernel, mostly in the read and write per message every proxy"
+      " makes: a floor that cutting user-space instructions does not lower.")
 routed = list(csv.DictReader(open(routing), delimiter="\t"))
 if routed:
     nodes = [k for k in routed[0] if k != "target"]
