@@ -12,6 +12,12 @@ struct KeptBytes {
 
     mutating func clear() { isSet = false }
 
+    /// Cleared, and its storage given up if it grew past `limit` bytes (a rare large query is not kept).
+    mutating func clear(keepingUpTo limit: Int) {
+        isSet = false
+        if storage.capacity > limit { storage = [] }
+    }
+
     /// Keeps the first `count` bytes buffered in `stream`'s input.
     mutating func fill(_ count: Int, from stream: Stream) {
         stream.copyInput(count, into: &storage)

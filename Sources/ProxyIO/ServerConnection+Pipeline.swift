@@ -68,7 +68,7 @@ extension ServerConnection {
         guard case .riding(let on) = next.phase, on === self else {
             // It left while riding: its reply is read and dropped.
             departed = next
-            spareQueries.append(ticket.query)
+            spare(ticket.query)
             return
         }
         next.phase = .active(self)
@@ -76,8 +76,7 @@ extension ServerConnection {
         startedRiderStatement()
         // The rider's copy becomes the retryable query; the storage it replaces serves a later rider.
         swap(&retryable, &ticket.query)
-        ticket.query.clear()
-        spareQueries.append(ticket.query)
+        spare(ticket.query)
         riderCancelMark = ticket.cancelMark
         if cancelAsked {
             // Riders behind it are safe from it if it lands late (their statements run again).
@@ -87,6 +86,13 @@ extension ServerConnection {
         }
         // Anything it sent meanwhile goes out when nobody rides behind it.
         if riders.isEmpty && next.stream.inputLength > 0 { next.relayToServer() }
+    }
+
+    /// Keeps a ticket's storage for the next rider's copy (not one grown past a lone read's size by a retry).
+    private func spare(_ query: KeptBytes) {
+        var query = query
+        query.clear(keepingUpTo: loneReadLimit)
+        spareQueries.append(query)
     }
 
     /// The attached client left while riders wait behind its requests: its replies are dropped, theirs still

@@ -177,12 +177,28 @@ final class TextKeyTests: XCTestCase {
         XCTAssertEqual(Fingerprint.of("SELECT 1"), Fingerprint.of("SELECT '1'"))
     }
 
+    /// Runs `body` on a copy of `bytes` that ends where a page mapped without access starts (texts up to a page).
+    private static func atPageEnd<R>(_ bytes: [UInt8], _ body: (UnsafeRawBufferPointer) -> R) -> R {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        guard bytes.count <= page else { return bytes.withUnsafeBytes(body) }
+        guard let map = mmap(nil, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), map != MAP_FAILED else {
+            XCTFail("mmap failed")
+            return bytes.withUnsafeBytes(body)
+        }
+        defer { munmap(map, 2 * page) }
+        XCTAssertEqual(mprotect(map + page, page, PROT_NONE), 0)
+        let start = map + page - bytes.count
+        bytes.withUnsafeBytes { if let b = $0.baseAddress { start.copyMemory(from: b, byteCount: bytes.count) } }
+        return body(UnsafeRawBufferPointer(start: start, count: bytes.count))
+    }
+
     func testSameKeyAsTheReferenceImplementation() {
         // The word-at-a-time textKey against the byte-at-a-time one it replaced (`referenceTextKey`, below):
         // id, check and hasStrings equal for tricky texts, every length 0...40 (the eight-byte words' ends at
         // every place) and token soup.
         func assertSame(_ bytes: [UInt8], _ line: UInt = #line) {
-            let new = bytes.withUnsafeBytes { Fingerprint.textKey(utf8: $0) }
+            // The text ends where a page nobody may read starts: a load past its end crashes the test.
+            let new = Self.atPageEnd(bytes) { Fingerprint.textKey(utf8: $0) }
             let old = bytes.withUnsafeBytes { referenceTextKey(utf8: $0) }
             XCTAssertTrue(new == old, "\(String(decoding: bytes, as: UTF8.self).debugDescription): \(new) vs \(old)", line: line)
         }
@@ -204,8 +220,9 @@ final class TextKeyTests: XCTestCase {
         ]
         for text in texts { assertSame(Array(text.utf8)) }
         // Every length 0...40 of texts that put literals, quotes, comments and words at every offset of a word.
-        let long = Array("x1 = 1e5 AND \"Q\"\"x\" || E'a\\'b' -- c\n/* d */ $1 $$e$$ 0x1F..2 .5 é$2 'f''g' a.b 12345678901 - 3;".utf8)
-        for start in 0..<24 {
+        let long = Array(("x1 = 1e5 AND \"Q\"\"x\" || E'a\\'b' -- c\n/* d */ $1 $$e$$ 0x1F..2 .5 é$2 'f''g' a.b 12345678901 - 3;"
+            + " U&'h' U&\"i\" b'1' n'j' X'ff' 7").utf8)
+        for start in 0..<(long.count - 8) {
             for length in 0...40 where start + length <= long.count { assertSame(Array(long[start..<start + length])) }
         }
         for text in texts where text.utf8.count > 1 {
