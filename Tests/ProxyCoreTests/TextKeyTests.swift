@@ -238,17 +238,20 @@ final class TextKeyTests: XCTestCase {
         }
     }
 
-    func testEightBytesAtATimeStopAtTheFirstByteThatCanStartALiteralOrComment() {
-        // The SWAR count against a byte-by-byte reference, for every byte value at every place.
-        func reference(_ bytes: [UInt8]) -> Int {
-            bytes.firstIndex { b in b < 0x80 && (b == 0x22 || b == 0x24 || b == 0x27 || (b >= 0x2D && b <= 0x39)) } ?? 8
-        }
+    func testEightBytesAtATimeStopAtEveryByteThatCanStartALiteralOrComment() {
+        // The SWAR stops (each byte's high bit) and the count of bytes before the first against a byte-by-byte
+        // reference, for every byte value at every place.
+        func isStop(_ b: UInt8) -> Bool { b < 0x80 && (b == 0x22 || b == 0x24 || b == 0x27 || (b >= 0x2D && b <= 0x39)) }
+        func reference(_ bytes: [UInt8]) -> Int { bytes.firstIndex(where: isStop) ?? 8 }
         var rng = RoutingTestRNG(seed: 0x5A5A)
         for round in 0..<20_000 {
             var bytes = (0..<8).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
             if round < 256 * 8 { bytes = Array(repeating: UInt8(ascii: "a"), count: 8); bytes[round % 8] = UInt8(round / 8) }
             let chunk = bytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
-            XCTAssertEqual(Fingerprint.KeyBytes.leadingPlain(chunk), reference(bytes), "\(bytes)")
+            let stops = Fingerprint.KeyBytes.stops(chunk)
+            XCTAssertEqual(stops.trailingZeroBitCount >> 3, reference(bytes), "\(bytes)")
+            let expected = bytes.indices.reduce(UInt64(0)) { isStop(bytes[$1]) ? $0 | UInt64(0x80) << (8 * UInt64($1)) : $0 }
+            XCTAssertEqual(stops, expected, "\(bytes)")
             XCTAssertEqual(Fingerprint.KeyBytes.mayHaveSpecial(chunk), bytes.contains { $0 >= 0x22 && $0 <= 0x39 }, "\(bytes)")
         }
     }

@@ -172,22 +172,6 @@ public struct Fingerprint: Hashable, Sendable, CustomStringConvertible {
             if shift == 64 { mixWord() }
         }
 
-        /// The low `count` (1...8) bytes of `w` (the rest zero), in memory order (little-endian).
-        @inline(__always)
-        mutating func bytes(_ w: UInt64, count: Int) {
-            let before = shift
-            word |= w &<< before
-            let total = before &+ UInt64(count) &* 8
-            if total < 64 {
-                shift = total
-                return
-            }
-            mixWord()
-            let rest = total &- 64
-            if rest > 0 { word = w &>> (64 &- before) }
-            shift = rest
-        }
-
         /// The id chain's multiplier (odd); the check chain's is `checkKey.multiplier`.
         static let idMultiplier: UInt64 = 0x9FB2_1C65_1E98_DF25
 
@@ -232,17 +216,9 @@ public struct Fingerprint: Hashable, Sendable, CustomStringConvertible {
             case prefixedString = 3
         }
 
-        /// A literal or comment in the text key: the partial word so far is mixed in on its own, then a word
-        /// no text bytes make (four 0xFF bytes, invalid UTF-8) holding the kind and the place.
-        @inline(__always)
-        mutating func marker(_ kind: Marker) {
-            let place = UInt64(words) &<< 3 | shift &>> 3
-            if shift > 0 { mixWord() }
-            word = Self.markerWord(kind, place: place)
-            mixWord()
-        }
-
-        /// The word of a marker of `kind` after `place` bytes of key (its low 24 bits).
+        /// The word of a marker of `kind` after `place` bytes of key (its low 24 bits): a literal or comment in the
+        /// text key is the partial word before it mixed in on its own, then this word, which no text bytes make
+        /// (four 0xFF bytes, invalid UTF-8) (`Fingerprint.TextKeyHash.marker`).
         @inline(__always)
         static func markerWord(_ kind: Marker, place: UInt64) -> UInt64 {
             0xFFFF_FFFF_0000_0000 | kind.rawValue &<< 24 | place & 0xFF_FFFF

@@ -227,8 +227,8 @@ extension Fingerprint {
             words &+= 1
         }
 
-        /// A literal or comment after `count` (0...7) more bytes of key (the low bytes of `w`, the rest zero), as
-        /// `NormalizedHash.marker`.
+        /// A literal or comment after `count` (0...7) more bytes of key (the low bytes of `w`, the rest zero): those
+        /// bytes as a word of their own, then the marker word (`NormalizedHash.markerWord`).
         @inline(__always)
         mutating func marker(_ kind: NormalizedHash.Marker, after w: UInt64, count: Int) {
             let place = words &<< 3 | UInt64(count)
@@ -272,13 +272,6 @@ extension Fingerprint {
             let dollar = ~((x ^ ones &* 0x24) &+ ones &* 0x7F)
             let apostrophe = ~((x ^ ones &* 0x27) &+ ones &* 0x7F)
             return (range | quote | dollar | apostrophe) & highs & ~chunk
-        }
-
-        /// How many of the first bytes (in memory order) of `chunk` are no stop (`stops`; `TextKeyTests` checks it
-        /// byte by byte).
-        @inline(__always)
-        static func leadingPlain(_ chunk: UInt64) -> Int {
-            stops(chunk).trailingZeroBitCount &>> 3
         }
 
         /// The bytes of `chunk` that are no ASCII digit, each marked by its high bit.
